@@ -1,0 +1,53 @@
+// swift-tools-version: 6.1
+//
+// PipeBench: a user-space model of FreeBSD's sys_pipe.c (PipeEngine), a multi-threaded harness
+// that measures it beside the Linux kernel's own IPC (PipeHarness), and the `pipebench` CLI.
+//
+// The package-benchmark suites live in Benchmarks/ as a package of their own, so that building
+// and testing this package never compiles the benchmark tool and its malloc interposer.
+
+import PackageDescription
+
+let package = Package(
+    name: "PipeBench",
+    products: [
+        .library(name: "PipeEngine", targets: ["PipeEngine"]),
+        .library(name: "PipeHarness", targets: ["PipeHarness"]),
+        .executable(name: "pipebench", targets: ["pipebench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // What Swift's Glibc module cannot reach without _GNU_SOURCE: futex, mlock2,
+        // MADV_POPULATE_*, RLIMIT_MEMLOCK, sched_getcpu, CPU affinity, C11 atomics on a futex word.
+        .target(name: "CPipeSys"),
+        // libnuma, as a system library (apt: libnuma-dev).
+        .systemLibrary(
+            name: "CNuma",
+            pkgConfig: "numa",
+            providers: [.apt(["libnuma-dev"])]
+        ),
+        .target(
+            name: "PipeEngine",
+            dependencies: ["CPipeSys"]
+        ),
+        .target(
+            name: "PipeHarness",
+            dependencies: [
+                "PipeEngine", "CPipeSys", "CNuma",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+        .executableTarget(
+            name: "pipebench",
+            dependencies: [
+                "PipeEngine", "PipeHarness",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "PipeEngineTests", dependencies: ["PipeEngine", "CPipeSys"]),
+        .testTarget(name: "PipeHarnessTests", dependencies: ["PipeHarness", "PipeEngine"]),
+    ]
+)

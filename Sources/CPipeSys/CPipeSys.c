@@ -1,0 +1,139 @@
+#define _GNU_SOURCE
+#include "CPipeSys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int pb_futex_wait(uint32_t *word, uint32_t expected, const struct timespec *relative_timeout) {
+    long r = syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, relative_timeout, NULL, 0);
+    return r == 0 ? 0 : errno;
+}
+
+int pb_futex_wake(uint32_t *word, int count) {
+    long r = syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+    return r < 0 ? 0 : (int)r;
+}
+
+int pb_madvise(void *addr, size_t length, int advice) {
+    return madvise(addr, length, advice) == 0 ? 0 : errno;
+}
+
+int pb_mlock(const void *addr, size_t length) { return mlock(addr, length) == 0 ? 0 : errno; }
+int pb_munlock(const void *addr, size_t length) { return munlock(addr, length) == 0 ? 0 : errno; }
+
+void *pb_mmap_reserve(size_t length, int *error) {
+    void *p = mmap(NULL, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) { *error = errno; return NULL; }
+    *error = 0;
+    return p;
+}
+
+void *pb_mmap_anonymous_rw(size_t length, int *error) {
+    void *p = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) { *error = errno; return NULL; }
+    *error = 0;
+    return p;
+}
+
+int pb_munmap(void *addr, size_t length) { return munmap(addr, length) == 0 ? 0 : errno; }
+int pb_mprotect(void *addr, size_t length, int prot) { return mprotect(addr, length, prot) == 0 ? 0 : errno; }
+
+int pb_get_memlock_limit(uint64_t *soft, uint64_t *hard) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0) return errno;
+    *soft = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+    *hard = rl.rlim_max == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_max;
+    return 0;
+}
+
+int pb_set_memlock_limit(uint64_t soft, uint64_t hard) {
+    struct rlimit rl;
+    rl.rlim_cur = soft == UINT64_MAX ? RLIM_INFINITY : (rlim_t)soft;
+    rl.rlim_max = hard == UINT64_MAX ? RLIM_INFINITY : (rlim_t)hard;
+    return setrlimit(RLIMIT_MEMLOCK, &rl) == 0 ? 0 : errno;
+}
+
+long pb_vmlck_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "VmLck:", 6) == 0) { kb = strtol(line + 6, NULL, 10); break; }
+    }
+    fclose(f);
+    return kb;
+}
+
+pid_t pb_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+int pb_sched_getcpu(void) { return sched_getcpu(); }
+
+int pb_pin_current_thread(int cpu) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE) return EINVAL;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+int pb_unpin_current_thread(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return errno;   // the process's mask
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+int pb_current_affinity(int *count, int *first) {
+    cpu_set_t set;
+    int r = pthread_getaffinity_np(pthread_self(), sizeof set, &set);
+    if (r != 0) return r;
+    *count = CPU_COUNT(&set);
+    *first = -1;
+    for (int i = 0; i < CPU_SETSIZE; i++) if (CPU_ISSET(i, &set)) { *first = i; break; }
+    return 0;
+}
+
+int64_t pb_thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t pb_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void pb_coarse_realtime(struct timespec *ts) { clock_gettime(CLOCK_REALTIME_COARSE, ts); }
+
+int pb_set_pipe_size(int fd, int size) {
+    int r = fcntl(fd, F_SETPIPE_SZ, size);
+    return r < 0 ? -errno : r;
+}
+
+int pb_get_pipe_size(int fd) {
+    int r = fcntl(fd, F_GETPIPE_SZ);
+    return r < 0 ? -errno : r;
+}
+
+ssize_t pb_vmsplice(int fd, const void *base, size_t length, unsigned int flags) {
+    struct iovec iov = { .iov_base = (void *)base, .iov_len = length };
+    ssize_t r = vmsplice(fd, &iov, 1, flags);
+    return r < 0 ? -errno : r;
+}
+
+void pb_write_stderr(const char *line) {
+    fputs(line, stderr);
+    fputc('\n', stderr);
+}

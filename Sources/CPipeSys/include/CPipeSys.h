@@ -1,0 +1,106 @@
+// CPipeSys: the few Linux primitives that Swift's Glibc module does not expose
+// (it is imported without _GNU_SOURCE): futex, mlock2, MADV_POPULATE_*, RLIMIT_MEMLOCK,
+// sched_getcpu, CPU affinity, vmsplice, F_SETPIPE_SZ, and C11 atomics on plain words
+// (a futex needs the address of a 32-bit word, so the word and its atomics live here).
+#ifndef PIPEBENCH_CPIPESYS_H
+#define PIPEBENCH_CPIPESYS_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <time.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+// MARK: atomics (sequentially consistent unless the name says otherwise)
+
+static inline uint32_t pb_load_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline uint32_t pb_load_relaxed_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void pb_store_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t pb_fetch_add_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t pb_fetch_sub_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t pb_exchange_u32(uint32_t *p, uint32_t v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+
+static inline int64_t pb_load_i64(const int64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline int64_t pb_load_relaxed_i64(const int64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void pb_store_i64(int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline int64_t pb_fetch_add_i64(int64_t *p, int64_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline bool pb_cas_i64(int64_t *p, int64_t *expected, int64_t desired) {
+    return __atomic_compare_exchange_n(p, expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+static inline void pb_release_store_i64(int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline int64_t pb_acquire_load_i64(const int64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+/// One iteration of a spin-wait loop (`pause` on x86).
+static inline void pb_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+/// Writes a line to stderr (Swift 6 cannot touch the `stderr` global safely).
+void pb_write_stderr(const char *line);
+
+#endif
+}
+
+// MARK: futex (private, on a 32-bit word)
+
+/// Sleeps while `*word == expected`. Returns 0 when woken (possibly spuriously), or the errno:
+/// EAGAIN (the word had changed), EINTR, ETIMEDOUT. `relative_timeout` may be NULL.
+int pb_futex_wait(uint32_t *word, uint32_t expected, const struct timespec *relative_timeout);
+/// Wakes at most `count` sleepers on `word`; returns how many were woken.
+int pb_futex_wake(uint32_t *word, int count);
+
+// MARK: memory
+
+enum {
+    PB_MADV_POPULATE_READ = 22,
+    PB_MADV_POPULATE_WRITE = 23,
+    PB_MLOCK_ONFAULT = 1,
+};
+/// `madvise`, returning 0 or the errno.
+int pb_madvise(void *addr, size_t length, int advice);
+/// `mlock` / `munlock`, returning 0 or the errno.
+int pb_mlock(const void *addr, size_t length);
+int pb_munlock(const void *addr, size_t length);
+/// `mmap` returning NULL (and the errno in *error) on failure instead of MAP_FAILED.
+void *pb_mmap_reserve(size_t length, int *error);
+void *pb_mmap_anonymous_rw(size_t length, int *error);
+int pb_munmap(void *addr, size_t length);
+int pb_mprotect(void *addr, size_t length, int prot);
+/// RLIMIT_MEMLOCK soft and hard limits, in bytes (UINT64_MAX for unlimited). 0 or errno.
+int pb_get_memlock_limit(uint64_t *soft, uint64_t *hard);
+int pb_set_memlock_limit(uint64_t soft, uint64_t hard);
+/// Kilobytes locked by this process (VmLck in /proc/self/status), or -1.
+long pb_vmlck_kb(void);
+
+// MARK: threads and CPUs
+
+pid_t pb_gettid(void);
+int pb_sched_getcpu(void);
+/// Pins the calling thread to one CPU; 0 or errno.
+int pb_pin_current_thread(int cpu);
+/// Clears any pinning of the calling thread (all CPUs the process may use); 0 or errno.
+int pb_unpin_current_thread(void);
+/// Number of CPUs the calling thread may run on, and the lowest of them in *first.
+int pb_current_affinity(int *count, int *first);
+/// CPU time of the calling thread, in nanoseconds.
+int64_t pb_thread_cpu_ns(void);
+/// CLOCK_MONOTONIC, in nanoseconds.
+int64_t pb_monotonic_ns(void);
+/// CLOCK_REALTIME_COARSE (getnanotime's cheap clock).
+void pb_coarse_realtime(struct timespec *ts);
+
+// MARK: kernel pipes (Linux)
+
+/// fcntl(F_SETPIPE_SZ) / fcntl(F_GETPIPE_SZ): the new size, or -errno.
+int pb_set_pipe_size(int fd, int size);
+int pb_get_pipe_size(int fd);
+/// vmsplice(2) of one iovec; bytes moved, or -errno.
+ssize_t pb_vmsplice(int fd, const void *base, size_t length, unsigned int flags);
+enum { PB_SPLICE_F_GIFT = 8, PB_SPLICE_F_NONBLOCK = 2 };
+
+/// Writes a line to stderr (Swift 6 cannot touch the `stderr` global safely).
+void pb_write_stderr(const char *line);
+
+#endif

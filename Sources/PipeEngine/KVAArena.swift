@@ -1,0 +1,117 @@
+import CPipeSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `pipe_map`: the submap the pipe buffers live in, exactly `maxpipekva` bytes.
+///
+/// User space: one `mmap` reservation (`PROT_NONE`, `MAP_NORESERVE`: address space, no memory)
+/// and a first-fit page allocator over it, as `vm_map_find(..., VMFS_ANY_SPACE, ...)` allocates
+/// from the lowest free address. Allocation makes the pages read-write (`mprotect`); freeing
+/// returns them to the kernel (`madvise(MADV_DONTNEED)`) and back to `PROT_NONE`, so a buffer's
+/// memory is released when the pipe is, and a stale pointer into a freed buffer faults.
+/// Because the allocator is first-fit over a fixed range, it fragments as `pipe_map` does:
+/// a request can fail while the free total is larger than the request.
+///
+/// Locking: the arena has its own mutex, taken with no pipe mutex held (the seed's
+/// `pipespace_new` and `pipe_free_kmem` assert the pipe mutex is not owned).
+final class KVAArena: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    let size: Int
+    private let mutex = PipeMutex()
+    /// Free extents (page offsets from `base`, page counts), sorted by offset, never adjacent.
+    private var free: [(page: Int, pages: Int)]
+    private(set) var allocatedBytes = 0
+    /// Fault injection (tests): when set and it returns true for a request, the request fails
+    /// as if the map were full.
+    var failNextAllocation: (@Sendable (Int) -> Bool)?
+
+    init(size: Int) throws(Errno) {
+        precondition(size > 0 && size % PAGE_SIZE == 0)
+        var error: Int32 = 0
+        guard let p = pb_mmap_reserve(size, &error) else { throw Errno(rawValue: error) }
+        base = p
+        self.size = size
+        free = [(0, size / PAGE_SIZE)]
+        free.reserveCapacity(64)
+    }
+
+    deinit { _ = pb_munmap(base, size) }
+
+    /// `vm_map_find(pipe_map, ..., size, VMFS_ANY_SPACE, VM_PROT_RW, ...)`: the lowest free
+    /// range of `bytes` (a page multiple), made read-write; nil when no range is large enough.
+    func allocate(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        precondition(bytes > 0 && bytes % PAGE_SIZE == 0)
+        if let inject = failNextAllocation, inject(bytes) { return nil }
+        let pages = bytes / PAGE_SIZE
+        mutex.lock()
+        guard let index = free.firstIndex(where: { $0.pages >= pages }) else {
+            mutex.unlock()
+            return nil
+        }
+        let page = free[index].page
+        if free[index].pages == pages {
+            free.remove(at: index)
+        } else {
+            free[index] = (page + pages, free[index].pages - pages)
+        }
+        allocatedBytes += bytes
+        mutex.unlock()
+        let address = base + page * PAGE_SIZE
+        if pb_mprotect(address, bytes, PROT_READ | PROT_WRITE) != 0 {
+            release(page: page, pages: pages)
+            return nil
+        }
+        return address
+    }
+
+    /// `vm_map_remove(pipe_map, buffer, buffer + size)`.
+    func deallocate(_ address: UnsafeMutableRawPointer, _ bytes: Int) {
+        let offset = address - base
+        precondition(offset >= 0 && offset + bytes <= size && offset % PAGE_SIZE == 0,
+                     "pipe buffer outside the KVA arena")
+        _ = pb_madvise(address, bytes, MADV_DONTNEED)
+        _ = pb_mprotect(address, bytes, PROT_NONE)
+        release(page: offset / PAGE_SIZE, pages: bytes / PAGE_SIZE)
+    }
+
+    private func release(page: Int, pages: Int) {
+        mutex.lock()
+        defer { mutex.unlock() }
+        allocatedBytes -= pages * PAGE_SIZE
+        // Insert in order, merging with the neighbours it touches.
+        var lo = 0, hi = free.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if free[mid].page < page { lo = mid + 1 } else { hi = mid }
+        }
+        var start = page, count = pages, insertAt = lo
+        if insertAt > 0, free[insertAt - 1].page + free[insertAt - 1].pages == start {
+            insertAt -= 1
+            start = free[insertAt].page
+            count += free[insertAt].pages
+            free.remove(at: insertAt)
+        }
+        if insertAt < free.count, start + count == free[insertAt].page {
+            count += free[insertAt].pages
+            free.remove(at: insertAt)
+        }
+        precondition(insertAt == 0 || free[insertAt - 1].page + free[insertAt - 1].pages < start,
+                     "double free in the KVA arena")
+        free.insert((start, count), at: insertAt)
+    }
+
+    /// The free extents, in bytes: what a test inspects to see fragmentation.
+    var freeExtents: [(offset: Int, bytes: Int)] {
+        mutex.lock()
+        defer { mutex.unlock() }
+        return free.map { ($0.page * PAGE_SIZE, $0.pages * PAGE_SIZE) }
+    }
+
+    /// The largest contiguous free range, in bytes.
+    var largestFreeExtent: Int {
+        mutex.lock()
+        defer { mutex.unlock() }
+        return (free.map(\.pages).max() ?? 0) * PAGE_SIZE
+    }
+}

@@ -1,0 +1,214 @@
+import CPipeSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The data structures of sys/sys/pipe.h (see ../shared/SPEC.md), and the kernel-side objects
+// around them (struct file, struct uio) that sys_pipe.c's routines take as arguments.
+//
+// Locking rules (the seed's, restated for this model):
+//  - One `PipeMutex` per pair (`pp_mtx`, reached as `PIPE_MTX(pipe)`) guards every field of
+//    both `Pipe`s of the pair, except where noted. It is held only for short sections and is
+//    never held across a copy of user data (`uiomove`), an arena call (`pipespace_new`,
+//    `pipe_free_kmem`), a page hold, or a sleep.
+//  - The real lock for I/O is the `PIPE_LOCKFL` flag, taken with `pipelock` and given back
+//    with `pipeunlock` under the mutex. A reader holds its pipe's flag while it copies out; a
+//    writer holds the flag of the pipe it writes into. So, per direction, only one thread
+//    copies at a time, and the buffer (`pipe_buffer.buffer`, `in`, `out`) and the held pages
+//    may be touched without the mutex while the flag is held.
+//  - `pipelock` may sleep: after it returns, every field must be read again.
+//  - `pipe_busy` counts threads inside `pipe_read`/`pipe_write` on the pipe; `pipeclose` sets
+//    `PIPE_EOF | PIPE_WANT` and sleeps until it drops to 0, so close never frees a buffer a
+//    reader or writer is still using.
+//  - The descriptor table has its own mutex and is never taken with a pipe mutex held. The KVA
+//    arena has its own mutex, taken with no pipe mutex held.
+
+/// `struct pipebuf`: the circular buffer.
+struct PipeBuf {
+    var cnt = 0                 // number of chars currently in buffer
+    var `in` = 0                // in pointer
+    var out = 0                 // out pointer
+    var size = 0                // size of buffer
+    var buffer: UnsafeMutableRawPointer? = nil  // kva of buffer (in the KVA arena)
+}
+
+/// `struct pipemapping`: the writer's held pages during a direct write.
+/// `ms[]` (the page array) is modelled by the page-aligned start of the held range: the pages
+/// are the writer's own, consecutive in its address space, and the reader copies from
+/// `pages + pos` (`uiomove_fromphys(ms, pos, ...)`).
+struct PipeMapping {
+    var cnt = 0                 // number of chars held
+    var pos = 0                 // current position of transfer (from the first held page)
+    var npages = 0              // number of pages held
+    var pages: UnsafeRawPointer? = nil
+    var locked = false          // the held range is also mlock()ed
+}
+
+/// `struct pipe`: one direction of a pipe; it holds the data read through its own descriptor.
+final class Pipe: @unchecked Sendable {
+    var pipe_buffer = PipeBuf()
+    var pipe_pages = PipeMapping()
+    var pipe_atime = timespec()
+    var pipe_mtime = timespec()
+    var pipe_ctime = timespec()
+    var pipe_sigio: Int32 = 0           // FIOSETOWN owner (pid > 0, process group < 0), 0: none
+    unowned(unsafe) var pipe_peer: Pipe! = nil
+    unowned(unsafe) var pipe_pair: PipePair! = nil
+    var pipe_state: PipeState = []
+    var pipe_type: UInt32 = 0           // PIPE_TYPE_NAMED
+    var pipe_present: PipePresent = .none
+    var pipe_waiters = 0                // threads sleeping in pipelock
+    var pipe_busy = 0                   // threads inside pipe_read / pipe_write
+    var pipe_wgen = 0                   // FIFO writer generation
+    var pipe_ino: UInt64 = 0
+    /// `msleep(cpipe, ...)`: readers, writers and closers wait here.
+    let chan = WaitChannel()
+    /// `msleep(&cpipe->pipe_waiters, ...)`: threads waiting for the I/O lock flag.
+    let waitersChan = WaitChannel()
+    /// `pipe_sel`: poll/select waiters and knotes.
+    let pipe_sel = SelInfo()
+
+    @inline(__always) var PIPE_MTX: PipeMutex { pipe_pair.pp_mtx }
+    @inline(__always) func PIPE_LOCK() { pipe_pair.pp_mtx.lock() }
+    @inline(__always) func PIPE_UNLOCK() { pipe_pair.pp_mtx.unlock() }
+    @inline(__always) var kernel: PipeKernel { pipe_pair.kernel }
+
+    static let PIPE_TYPE_NAMED: UInt32 = 0x001
+    var isNamed: Bool { pipe_type & Pipe.PIPE_TYPE_NAMED != 0 }
+    /// `PIPE_PEER(pipe)`: a FIFO is its own peer.
+    @inline(__always) var PIPE_PEER: Pipe { isNamed ? self : pipe_peer }
+}
+
+/// `struct pipepair`: both directions and the one mutex they share.
+final class PipePair: @unchecked Sendable {
+    let pp_rpipe = Pipe()
+    let pp_wpipe = Pipe()
+    let pp_mtx = PipeMutex()
+    let kernel: PipeKernel
+
+    /// `pipe_zone_ctor`: both ends zeroed, timestamped with one time, linked, ACTIVE.
+    init(kernel: PipeKernel) {
+        self.kernel = kernel
+        let rpipe = pp_rpipe, wpipe = pp_wpipe
+        pipe_timestamp(&rpipe.pipe_ctime)
+        rpipe.pipe_atime = rpipe.pipe_ctime
+        rpipe.pipe_mtime = rpipe.pipe_ctime
+        wpipe.pipe_ctime = rpipe.pipe_ctime
+        wpipe.pipe_atime = rpipe.pipe_ctime
+        wpipe.pipe_mtime = rpipe.pipe_ctime
+        rpipe.pipe_peer = wpipe
+        rpipe.pipe_pair = self
+        wpipe.pipe_peer = rpipe
+        wpipe.pipe_pair = self
+        rpipe.pipe_present = .ACTIVE
+        wpipe.pipe_present = .ACTIVE
+    }
+}
+
+/// `pipe_timestamp` -> `getnanotime`: the cheap, coarse clock.
+@inline(__always) func pipe_timestamp(_ ts: inout timespec) { pb_coarse_realtime(&ts) }
+
+/// The credential a descriptor was opened with (`f_cred`).
+public struct Credential: Sendable, Hashable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public init(uid: UInt32, gid: UInt32) {
+        self.uid = uid
+        self.gid = gid
+    }
+    /// The calling process's real uid and gid.
+    public static var process: Credential { Credential(uid: getuid(), gid: getgid()) }
+}
+
+/// `struct file` for a pipe descriptor: its flags, its credential and the pipe end it reads.
+final class File: @unchecked Sendable {
+    let pair: PipePair
+    let isForwardEnd: Bool          // f_data == &pp_rpipe (fd[0]) or &pp_wpipe (fd[1])
+    let f_cred: Credential
+    /// `f_flag` (FREAD, FWRITE, FNONBLOCK, FASYNC): changed by fcntl/ioctl while other threads
+    /// read it, so it is an atomic word.
+    private let flagWord: UnsafeMutablePointer<UInt32>
+    /// References: one for the descriptor table entry, one per system call in progress
+    /// (`fget` / `fdrop`). `fo_close` runs when the last one goes.
+    private let refs: UnsafeMutablePointer<UInt32>
+    var f_pipegen = 0
+
+    init(pair: PipePair, forward: Bool, flags: FileFlags, cred: Credential) {
+        self.pair = pair
+        isForwardEnd = forward
+        f_cred = cred
+        flagWord = .allocate(capacity: 2)
+        flagWord.initialize(repeating: 0, count: 2)
+        flagWord[0] = flags.rawValue
+        flagWord[1] = 1
+        refs = flagWord + 1
+    }
+
+    deinit { flagWord.deallocate() }
+
+    @inline(__always) var f_data: Pipe { isForwardEnd ? pair.pp_rpipe : pair.pp_wpipe }
+    @inline(__always) var f_flag: FileFlags { FileFlags(rawValue: pb_load_relaxed_u32(flagWord)) }
+
+    func setFlag(_ flag: FileFlags, _ on: Bool) {
+        // Only the owning system call layer changes flags, under the descriptor table mutex.
+        var value = pb_load_u32(flagWord)
+        if on { value |= flag.rawValue } else { value &= ~flag.rawValue }
+        pb_store_u32(flagWord, value)
+    }
+
+    @inline(__always) func hold() { _ = pb_fetch_add_u32(refs, 1) }
+    /// Drops a reference; true when it was the last (the caller then runs `pipe_close`).
+    @inline(__always) func drop() -> Bool { pb_fetch_sub_u32(refs, 1) == 1 }
+}
+
+/// `enum uio_rw`.
+enum UIORW { case UIO_READ, UIO_WRITE }
+/// `enum uio_seg`: where the iovecs point.
+enum UIOSeg { case UIO_USERSPACE, UIO_SYSSPACE }
+
+/// `struct uio`: the caller's buffers, as the kernel walks them. `uio_iov` points into the
+/// kernel's own copy of the iovec array (`copyinuio`), never into the caller's.
+struct UIO {
+    var uio_iov: UnsafeMutablePointer<iovec>
+    var uio_iovcnt: Int
+    var uio_offset = 0
+    var uio_resid: Int
+    var uio_segflg: UIOSeg = .UIO_USERSPACE
+    let uio_rw: UIORW
+}
+
+/// `uiomove(cp, n, uio)`: copies between a kernel buffer and the uio, advancing it.
+/// A null base with a non-zero length is EFAULT (the one bad address a user-space copy can
+/// detect without a system call; see SysPipe.swift's mapping notes).
+@inline(__always)
+func uiomove(_ cp: UnsafeMutableRawPointer, _ n: Int, _ uio: inout UIO) -> Errno? {
+    var cp = cp, n = n
+    while n > 0 && uio.uio_resid > 0 {
+        var cnt = uio.uio_iov.pointee.iov_len
+        if cnt == 0 {
+            uio.uio_iov += 1
+            uio.uio_iovcnt -= 1
+            continue
+        }
+        if cnt > n { cnt = n }
+        guard let base = uio.uio_iov.pointee.iov_base else { return .badAddress }
+        switch uio.uio_rw {
+        case .UIO_READ: memcpy(base, cp, cnt)
+        case .UIO_WRITE: memcpy(cp, base, cnt)
+        }
+        uio.uio_iov.pointee.iov_base = base + cnt
+        uio.uio_iov.pointee.iov_len -= cnt
+        uio.uio_resid -= cnt
+        uio.uio_offset += cnt
+        cp += cnt
+        n -= cnt
+    }
+    return nil
+}
+
+/// `uiomove_fromphys(ms, offset, n, uio)`: copies from held pages (here: `pages + offset`).
+@inline(__always)
+func uiomove_fromphys(_ pages: UnsafeRawPointer, _ offset: Int, _ n: Int,
+                      _ uio: inout UIO) -> Errno? {
+    uiomove(UnsafeMutableRawPointer(mutating: pages + offset), n, &uio)
+}

@@ -1,0 +1,479 @@
+import CPipeSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One simulated kernel: its tunables and counters (`sysctl`), its KVA arena, its inode
+/// counter and its own descriptor table, behind a surface shaped like FreeBSD's system calls,
+/// so that a C program written against pipes ports line by line:
+///
+/// ```swift
+/// let sys = try PipeSystem()
+/// let (r, w) = try sys.pipe2()
+/// _ = try sys.write(w, "hello", 5)
+/// var buf = [UInt8](repeating: 0, count: 16)
+/// let n = try buf.withUnsafeMutableBytes { try sys.read(r, $0.baseAddress, $0.count) }
+/// try sys.close(w); try sys.close(r)
+/// ```
+///
+/// Errors are thrown as `Errno` (the host's errno values). The generic file layer's rules
+/// around `fo_read`/`fo_write` live here: a 0-byte read returns 0 without entering the pipe;
+/// a short count replaces EINTR/ERESTART/EAGAIN once bytes moved; ERESTART restarts the call
+/// when nothing moved; EPIPE delivers SIGPIPE to the calling thread (recorded, never fatal).
+public final class PipeSystem: @unchecked Sendable, SignalSink {
+    let kernel: PipeKernel
+    private let table: DescriptorTable
+
+    /// The credential new descriptors are opened with.
+    public var credential: Credential {
+        get { table.withLock { table.credential } }
+        set { table.withLock { table.credential = newValue } }
+    }
+
+    /// Called on the receiving thread for SIGPIPE, and on the thread that caused it for SIGIO.
+    /// Must not block. Set it before the pipes are in use.
+    public let signalHandler: (@Sendable (Signal, SignalTarget) -> Void)?
+
+    private let sigioLock = PipeMutex()
+    private var sigioCounts: [Int32: Int] = [:]
+
+    /// Creates a simulated kernel. `log` receives the kernel's console messages (the
+    /// rate-limited "kern.ipc.maxpipekva exceeded"); stderr by default.
+    public init(_ configuration: PipeConfiguration = PipeConfiguration(),
+                policy: PipePolicy? = nil,
+                signalHandler: (@Sendable (Signal, SignalTarget) -> Void)? = nil,
+                log: @escaping @Sendable (String) -> Void = { message in
+                    pb_write_stderr("pipe engine: \(message)")
+                }) throws(PipeEngineError) {
+        kernel = try PipeKernel(config: configuration, log: log, policy: policy)
+        table = DescriptorTable(limit: configuration.maxDescriptors)
+        self.signalHandler = signalHandler
+        kernel.signalSink = self
+    }
+
+    deinit {
+        // Close what the user left open, so the arena is empty before it is unmapped.
+        for file in table.removeAll() where file.drop() {
+            kernel.pipe_close(file)
+        }
+    }
+
+    /// The configuration this instance was made with.
+    public var configuration: PipeConfiguration { kernel.config }
+
+    // MARK: - pipe, pipe2 (kern_pipe)
+
+    /// `pipe2(fildes, flags)`: two descriptors, both readable and writable (FreeBSD pipes are
+    /// bidirectional). `flags` may hold only `O_CLOEXEC` and `O_NONBLOCK`, else EINVAL.
+    /// fd[1] -> fd[0] data lives in a `PIPE_SIZE` buffer, fd[0] -> fd[1] in `SMALL_PIPE_SIZE`.
+    public func pipe2(_ flags: Int32 = 0) throws(Errno) -> (Int32, Int32) {
+        // sys_pipe2
+        if flags & ~(O_CLOEXEC | O_NONBLOCK) != 0 { throw .invalidArgument }
+        return try kern_pipe(flags)
+    }
+
+    /// `pipe(fildes)`.
+    public func pipe() throws(Errno) -> (Int32, Int32) { try kern_pipe(0) }
+
+    /// `kern_pipe`: create the pair, then a descriptor for each end; on failure, close what
+    /// was made.
+    private func kern_pipe(_ flags: Int32) throws(Errno) -> (Int32, Int32) {
+        let pp: PipePair
+        switch kernel.pipe_paircreate() {
+        case .success(let pair): pp = pair
+        case .failure(let error): throw error
+        }
+        var fflags: FileFlags = [.FREAD, .FWRITE]
+        if flags & O_NONBLOCK != 0 { fflags.insert(.FNONBLOCK) }
+        let cloexec = flags & O_CLOEXEC != 0
+        let cred = credential
+        let rf = File(pair: pp, forward: true, flags: fflags, cred: cred)
+        let wf = File(pair: pp, forward: false, flags: fflags, cred: cred)
+        guard let fd0 = table.falloc(rf, cloexec: cloexec) else {
+            kernel.pipeclose(pp.pp_rpipe)
+            kernel.pipeclose(pp.pp_wpipe)
+            throw .tooManyOpenFiles
+        }
+        guard let fd1 = table.falloc(wf, cloexec: cloexec) else {
+            // fdclose + fdrop(rf): rpipe is closed through its file; then close wpipe.
+            if let file = table.remove(fd0), file.drop() { kernel.pipe_close(file) }
+            kernel.pipeclose(pp.pp_wpipe)
+            throw .tooManyOpenFiles
+        }
+        return (fd0, fd1)
+    }
+
+    // MARK: - read, readv, write, writev
+
+    /// `read(fd, buf, nbyte)`: bytes read; 0 at end of file.
+    public func read(_ fd: Int32, _ buf: UnsafeMutableRawPointer?, _ nbyte: Int) throws(Errno) -> Int {
+        guard nbyte >= 0 else { throw .invalidArgument }
+        var iov = iovec(iov_base: buf, iov_len: nbyte)
+        return try withUnsafeMutablePointer(to: &iov) { (p) throws(Errno) -> Int in
+            try dofileread(fd, p, 1, nbyte)
+        }
+    }
+
+    /// `write(fd, buf, nbyte)`: bytes written (a short count once some moved).
+    public func write(_ fd: Int32, _ buf: UnsafeRawPointer?, _ nbyte: Int) throws(Errno) -> Int {
+        guard nbyte >= 0 else { throw .invalidArgument }
+        var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: buf), iov_len: nbyte)
+        return try withUnsafeMutablePointer(to: &iov) { (p) throws(Errno) -> Int in
+            try dofilewrite(fd, p, 1, nbyte)
+        }
+    }
+
+    /// `readv(fd, iov, iovcnt)`.
+    public func readv(_ fd: Int32, _ iov: UnsafePointer<iovec>?, _ iovcnt: Int32) throws(Errno) -> Int {
+        try vectored(iov, iovcnt) { (p, n, total) throws(Errno) -> Int in
+            try dofileread(fd, p, n, total)
+        }
+    }
+
+    /// `writev(fd, iov, iovcnt)`.
+    public func writev(_ fd: Int32, _ iov: UnsafePointer<iovec>?, _ iovcnt: Int32) throws(Errno) -> Int {
+        try vectored(iov, iovcnt) { (p, n, total) throws(Errno) -> Int in
+            try dofilewrite(fd, p, n, total)
+        }
+    }
+
+    /// `IOV_MAX`.
+    public static let IOV_MAX: Int32 = 1024
+
+    /// `copyinuio`: validate the iovec array and copy it, so the kernel never edits the
+    /// caller's array.
+    private func vectored(_ iov: UnsafePointer<iovec>?, _ iovcnt: Int32,
+                          _ body: (UnsafeMutablePointer<iovec>, Int, Int) throws(Errno) -> Int)
+        throws(Errno) -> Int
+    {
+        guard iovcnt >= 0, iovcnt <= PipeSystem.IOV_MAX else { throw .invalidArgument }
+        guard let iov else {
+            if iovcnt == 0 { return 0 }
+            throw .badAddress
+        }
+        let count = Int(iovcnt)
+        var total = 0
+        for i in 0..<count {
+            let (sum, overflow) = total.addingReportingOverflow(iov[i].iov_len)
+            guard !overflow, iov[i].iov_len >= 0, sum <= Int.max else { throw .invalidArgument }
+            total = sum
+        }
+        let copy = UnsafeMutablePointer<iovec>.allocate(capacity: max(count, 1))
+        defer { copy.deallocate() }
+        copy.initialize(from: iov, count: count)
+        return try body(copy, count, total)
+    }
+
+    /// `dofileread`: fget, fo_read, the generic layer's short-count rules, fdrop.
+    private func dofileread(_ fd: Int32, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
+                            _ cnt: Int) throws(Errno) -> Int {
+        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        defer { fdrop(fp) }
+        guard fp.f_flag.contains(.FREAD) else { throw .badFileDescriptor }
+        // A 0-byte read returns 0 without entering the pipe.
+        if cnt == 0 { return 0 }
+        let thread = EngineThread.current
+        while true {
+            var uio = UIO(uio_iov: iov, uio_iovcnt: iovcnt, uio_resid: cnt, uio_rw: .UIO_READ)
+            let error = kernel.pipe_read(fp, &uio)
+            let moved = cnt - uio.uio_resid
+            if let error {
+                if moved != 0 && (error == .restart || error == .interrupted || error == .wouldBlock) {
+                    thread.discardInterruption()
+                    return moved
+                }
+                if error == .restart { continue }  // SA_RESTART: the call starts again
+                thread.discardInterruption()
+                throw error
+            }
+            if thread.isInterruptPending { thread.discardInterruption() }
+            return moved
+        }
+    }
+
+    /// `dofilewrite`: as `dofileread`, plus SIGPIPE on EPIPE.
+    private func dofilewrite(_ fd: Int32, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
+                             _ cnt: Int) throws(Errno) -> Int {
+        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        defer { fdrop(fp) }
+        guard fp.f_flag.contains(.FWRITE) else { throw .badFileDescriptor }
+        let thread = EngineThread.current
+        while true {
+            var uio = UIO(uio_iov: iov, uio_iovcnt: iovcnt, uio_resid: cnt, uio_rw: .UIO_WRITE)
+            let error = kernel.pipe_write(fp, &uio)
+            let moved = cnt - uio.uio_resid
+            if let error {
+                if moved != 0 && (error == .restart || error == .interrupted || error == .wouldBlock) {
+                    thread.discardInterruption()
+                    return moved
+                }
+                if error == .restart { continue }
+                if error == .brokenPipe { deliver(.SIGPIPE, to: thread) }
+                thread.discardInterruption()
+                throw error
+            }
+            if thread.isInterruptPending { thread.discardInterruption() }
+            return moved
+        }
+    }
+
+    @inline(__always) private func fdrop(_ fp: File) {
+        if fp.drop() { kernel.pipe_close(fp) }
+    }
+
+    // MARK: - close, fcntl, ioctl, fstat, lseek, ...
+
+    /// `close(fd)`. The pipe end is shut down when the last reference goes: a system call
+    /// still running on the descriptor in another thread keeps it open until it returns.
+    public func close(_ fd: Int32) throws(Errno) {
+        guard let fp = table.remove(fd) else { throw .badFileDescriptor }
+        fdrop(fp)
+    }
+
+    /// `fcntl(fd, cmd, arg)`: F_GETFD, F_SETFD (FD_CLOEXEC), F_GETFL, F_SETFL (O_NONBLOCK,
+    /// O_ASYNC); other commands are EINVAL.
+    @discardableResult
+    public func fcntl(_ fd: Int32, _ cmd: Int32, _ arg: Int32 = 0) throws(Errno) -> Int32 {
+        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        defer { fdrop(fp) }
+        switch cmd {
+        case F_GETFD:
+            return table.cloexec(fd) ? FD_CLOEXEC : 0
+        case F_SETFD:
+            table.setCloexec(fd, arg & FD_CLOEXEC != 0)
+            return 0
+        case F_GETFL:
+            var flags = O_RDWR
+            if fp.f_flag.contains(.FNONBLOCK) { flags |= O_NONBLOCK }
+            if fp.f_flag.contains(.FASYNC) { flags |= O_ASYNC }
+            return flags
+        case F_SETFL:
+            // As FreeBSD's kern_fcntl: FNONBLOCK via FIONBIO, FASYNC via FIOASYNC.
+            var nonblock: Int32 = arg & O_NONBLOCK != 0 ? 1 : 0
+            fp.setFlag(.FNONBLOCK, nonblock != 0)
+            if let error = kernel.pipe_ioctl(fp, IoctlRequest.FIONBIO, &nonblock) { throw error }
+            var async: Int32 = arg & O_ASYNC != 0 ? 1 : 0
+            fp.setFlag(.FASYNC, async != 0)
+            if let error = kernel.pipe_ioctl(fp, IoctlRequest.FIOASYNC, &async) {
+                fp.setFlag(.FNONBLOCK, false)
+                throw error
+            }
+            return 0
+        default:
+            throw .invalidArgument
+        }
+    }
+
+    /// `ioctl(fd, request, &arg)`: FIONREAD, FIONBIO, FIOASYNC, FIOSETOWN, FIOGETOWN,
+    /// TIOCSPGRP, TIOCGPGRP; anything else is ENOTTY.
+    public func ioctl(_ fd: Int32, _ request: UInt, _ arg: inout Int32) throws(Errno) {
+        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        defer { fdrop(fp) }
+        // FIONBIO and FIOASYNC change the descriptor's flags before pipe_ioctl runs.
+        if request == IoctlRequest.FIONBIO { fp.setFlag(.FNONBLOCK, arg != 0) }
+        if request == IoctlRequest.FIOASYNC { fp.setFlag(.FASYNC, arg != 0) }
+        if let error = kernel.pipe_ioctl(fp, request, &arg) { throw error }
+    }
+
+    /// `ioctl(fd, FIONREAD)` as a value: bytes readable now.
+    public func bytesReadable(_ fd: Int32) throws(Errno) -> Int {
+        var n: Int32 = 0
+        try ioctl(fd, IoctlRequest.FIONREAD, &n)
+        return Int(n)
+    }
+
+    /// `fstat(fd)`.
+    public func fstat(_ fd: Int32) throws(Errno) -> PipeStat {
+        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        defer { fdrop(fp) }
+        switch kernel.pipe_stat(fp) {
+        case .success(let st): return st
+        case .failure(let error): throw error
+        }
+    }
+
+    /// `lseek`: pipes are not seekable (ESPIPE).
+    public func lseek(_ fd: Int32, _ offset: Int, _ whence: Int32) throws(Errno) -> Int {
+        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        fdrop(fp)
+        throw .illegalSeek
+    }
+
+    /// `pread`: ESPIPE.
+    public func pread(_ fd: Int32, _ buf: UnsafeMutableRawPointer?, _ nbyte: Int, _ offset: Int) throws(Errno) -> Int {
+        _ = try lseek(fd, offset, SEEK_SET)
+        return 0
+    }
+
+    /// `pwrite`: ESPIPE.
+    public func pwrite(_ fd: Int32, _ buf: UnsafeRawPointer?, _ nbyte: Int, _ offset: Int) throws(Errno) -> Int {
+        _ = try lseek(fd, offset, SEEK_SET)
+        return 0
+    }
+
+    /// `ftruncate` -> `pipe_truncate`: EINVAL on an anonymous pipe (`invfo_truncate`).
+    public func ftruncate(_ fd: Int32, _ length: Int) throws(Errno) {
+        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        fdrop(fp)
+        throw .invalidArgument
+    }
+
+    /// `fchmod` -> `pipe_chmod`: EINVAL on an anonymous pipe (`invfo_chmod`).
+    public func fchmod(_ fd: Int32, _ mode: UInt32) throws(Errno) {
+        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        fdrop(fp)
+        throw .invalidArgument
+    }
+
+    /// `fchown` -> `pipe_chown`: EINVAL on an anonymous pipe (`invfo_chown`).
+    public func fchown(_ fd: Int32, _ uid: UInt32, _ gid: UInt32) throws(Errno) {
+        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        fdrop(fp)
+        throw .invalidArgument
+    }
+
+    /// `pipe_fill_kinfo`: what `procstat -f` shows of a pipe descriptor.
+    public func kinfo(_ fd: Int32) throws(Errno) -> KinfoPipe {
+        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        defer { fdrop(fp) }
+        return kernel.pipe_fill_kinfo(fp)
+    }
+
+    /// The number of descriptors open in this instance.
+    public var openDescriptors: Int { table.count }
+
+    // MARK: - signals
+
+    /// How many SIGIOs the engine sent to a FIOSETOWN owner.
+    public func sigioCount(owner: Int32) -> Int {
+        sigioLock.lock()
+        defer { sigioLock.unlock() }
+        return sigioCounts[owner] ?? 0
+    }
+
+    func deliver(_ signal: Signal, to thread: EngineThread) {
+        thread.record(signal)
+        signalHandler?(signal, .thread(thread.tid))
+    }
+
+    /// `pgsigio(&sigio, SIGIO, 0)`, with the pipe mutex held: record it, call the handler.
+    func pgsigio(owner: Int32, _ signal: Signal) {
+        sigioLock.lock()
+        sigioCounts[owner, default: 0] += 1
+        sigioLock.unlock()
+        signalHandler?(signal, .owner(owner))
+    }
+
+    // MARK: - introspection for tests and the harness
+
+    /// Free ranges of the KVA arena (offset, bytes), lowest first.
+    public var arenaFreeExtents: [(offset: Int, bytes: Int)] { kernel.arena.freeExtents }
+    /// Bytes of the arena in use: equals `kern.ipc.pipekva`.
+    public var arenaAllocatedBytes: Int { kernel.arena.allocatedBytes }
+    /// Pages currently held by direct writes.
+    public var heldPages: Int { kernel.heldPages.load() }
+    /// Console messages suppressed by the once-a-second rate limit.
+    public var suppressedMessages: Int { kernel.messagesSuppressed }
+
+    /// The size of the buffer behind a descriptor's read side (`pipe_buffer.size`).
+    public func bufferSize(_ fd: Int32) throws(Errno) -> Int {
+        try kinfo(fd).kf_pipe_buffer_size
+    }
+
+    /// Test hook: make the arena refuse allocations for which `rule(bytes)` is true.
+    public func injectArenaFailures(_ rule: (@Sendable (Int) -> Bool)?) {
+        kernel.arena.failNextAllocation = rule
+    }
+}
+
+/// Who received a signal.
+public enum SignalTarget: Sendable, Hashable {
+    /// An engine thread (by kernel thread id): SIGPIPE after EPIPE.
+    case thread(Int32)
+    /// A FIOSETOWN owner (pid, or -pgid): SIGIO.
+    case owner(Int32)
+}
+
+/// The descriptor table (`struct filedesc`): lowest free descriptor first, up to `limit`.
+final class DescriptorTable: @unchecked Sendable {
+    private let mutex = PipeMutex()
+    private var files: [File?] = []
+    private var closeOnExec: [Bool] = []
+    private var lowestFree = 0
+    private(set) var count = 0
+    let limit: Int
+    var credential = Credential.process
+
+    init(limit: Int) { self.limit = limit }
+
+    func withLock<T>(_ body: () -> T) -> T {
+        mutex.lock()
+        defer { mutex.unlock() }
+        return body()
+    }
+
+    /// `falloc_caps` + `finit`: the lowest free descriptor, or nil (EMFILE).
+    func falloc(_ file: File, cloexec: Bool) -> Int32? {
+        mutex.lock()
+        defer { mutex.unlock() }
+        var fd = lowestFree
+        while fd < files.count && files[fd] != nil { fd += 1 }
+        guard fd < limit else { return nil }
+        if fd == files.count {
+            files.append(file)
+            closeOnExec.append(cloexec)
+        } else {
+            files[fd] = file
+            closeOnExec[fd] = cloexec
+        }
+        lowestFree = fd + 1
+        count += 1
+        return Int32(fd)
+    }
+
+    /// `fget`: the file behind `fd` with a reference held, or nil (EBADF).
+    @inline(__always)
+    func fget(_ fd: Int32) -> File? {
+        mutex.lock()
+        defer { mutex.unlock() }
+        let i = Int(fd)
+        guard i >= 0, i < files.count, let file = files[i] else { return nil }
+        file.hold()
+        return file
+    }
+
+    /// `fdclose`: removes the entry; the caller drops the table's reference.
+    func remove(_ fd: Int32) -> File? {
+        mutex.lock()
+        defer { mutex.unlock() }
+        let i = Int(fd)
+        guard i >= 0, i < files.count, let file = files[i] else { return nil }
+        files[i] = nil
+        count -= 1
+        if i < lowestFree { lowestFree = i }
+        return file
+    }
+
+    func removeAll() -> [File] {
+        mutex.lock()
+        defer { mutex.unlock() }
+        let all = files.compactMap { $0 }
+        files.removeAll()
+        closeOnExec.removeAll()
+        count = 0
+        lowestFree = 0
+        return all
+    }
+
+    func cloexec(_ fd: Int32) -> Bool {
+        mutex.lock()
+        defer { mutex.unlock() }
+        return Int(fd) < closeOnExec.count && closeOnExec[Int(fd)]
+    }
+
+    func setCloexec(_ fd: Int32, _ on: Bool) {
+        mutex.lock()
+        defer { mutex.unlock() }
+        if Int(fd) < closeOnExec.count { closeOnExec[Int(fd)] = on }
+    }
+}

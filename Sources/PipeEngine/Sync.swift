@@ -1,0 +1,241 @@
+import CPipeSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The kernel's sleep and lock primitives, in user space.
+//
+//   PIPE_MTX (mtx)        -> PipeMutex: a pthread mutex, one per pipe pair.
+//   msleep(chan, mtx, pri)-> WaitChannel.sleep: drop the mutex, optionally spin on the channel's
+//                            generation word, then park on it with a futex; retake the mutex.
+//   wakeup / wakeup_one   -> WaitChannel.wakeup / wakeupOne: bump the generation; FUTEX_WAKE
+//                            only when someone is parked (spinners see the bump themselves).
+//   PCATCH + a signal     -> EngineThread.interrupt: marks the target thread and bumps the
+//                            channel it sleeps on; its msleep returns EINTR, or ERESTART for a
+//                            restarting (SA_RESTART) interruption.
+//
+// Every wakeup in sys_pipe.c is made with the pipe mutex held, and a sleeper reads the
+// generation before dropping that mutex, so a wakeup can never fall between the test and the
+// sleep. Sleeps may end spuriously; every msleep in the seed sits in a loop that re-tests its
+// condition, as the kernel's callers must too. The wait strategy (spin or not) changes how a
+// sleeper waits, never what the caller decides afterwards.
+
+/// `PIPE_MTX`: a pthread mutex (heap-allocated so its address never moves).
+final class PipeMutex: @unchecked Sendable {
+    let m: UnsafeMutablePointer<pthread_mutex_t>
+
+    init() {
+        m = .allocate(capacity: 1)
+        m.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(m, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(m)
+        m.deallocate()
+    }
+
+    @inline(__always) func lock() { pthread_mutex_lock(m) }
+    @inline(__always) func unlock() { pthread_mutex_unlock(m) }
+}
+
+/// How a thread waits in `msleep`: spin on the channel for up to `maxSpinNanoseconds`
+/// (adapting to how long recent waits took), then park. 0 means always park at once.
+public struct WaitStrategy: Sendable, Hashable, CustomStringConvertible {
+    public var maxSpinNanoseconds: Int
+
+    public init(maxSpinNanoseconds: Int) { self.maxSpinNanoseconds = max(0, maxSpinNanoseconds) }
+
+    /// Never spin: every wait parks the thread (the kernel's behaviour).
+    public static let park = WaitStrategy(maxSpinNanoseconds: 0)
+    /// Spin up to 50 µs before parking: longer than a cross-vCPU wake-up here (~20 µs).
+    public static let spin = WaitStrategy(maxSpinNanoseconds: 50_000)
+
+    public var description: String {
+        maxSpinNanoseconds == 0 ? "park" : "spin:\(maxSpinNanoseconds)ns"
+    }
+}
+
+/// A sleep channel (`&cpipe` or `&cpipe->pipe_waiters` in the seed).
+final class WaitChannel: @unchecked Sendable {
+    /// [0]: the generation (the futex word), [1]: threads parked in the futex,
+    /// [2]: the adaptive spin estimate in ns. Kept on one cache line of their own.
+    private let words: UnsafeMutablePointer<UInt32>
+
+    init() {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+        words = raw.initializeMemory(as: UInt32.self, repeating: 0, count: 16)
+    }
+
+    deinit { UnsafeMutableRawPointer(words).deallocate() }
+
+    @inline(__always) var generation: UInt32 { pb_load_u32(words) }
+
+    /// `wakeup(chan)`: wake every sleeper. Called with the pipe mutex held.
+    @inline(__always) func wakeup() {
+        _ = pb_fetch_add_u32(words, 1)
+        if pb_load_u32(words + 1) != 0 { _ = pb_futex_wake(words, Int32.max) }
+    }
+
+    /// `wakeup_one(chan)`: wake one sleeper (spinners may also see the bump: they re-test).
+    @inline(__always) func wakeupOne() {
+        _ = pb_fetch_add_u32(words, 1)
+        if pb_load_u32(words + 1) != 0 { _ = pb_futex_wake(words, 1) }
+    }
+
+    /// `msleep(chan, mtx, PRIBIO | (catch ? PCATCH : 0), wmesg, 0)`.
+    /// Called with `mutex` held; returns with it held. Returns nil when woken (possibly
+    /// spuriously), or EINTR / ERESTART when `interruptible` and the thread was interrupted.
+    func sleep(_ mutex: PipeMutex, interruptible: Bool, strategy: WaitStrategy) -> Errno? {
+        let thread = EngineThread.current
+        if interruptible, let error = thread.takeInterruption() { return error }
+        let observed = generation
+        thread.enterSleep(on: self)
+        mutex.unlock()
+        var woken = false
+        if strategy.maxSpinNanoseconds > 0 {
+            woken = spin(observed: observed, thread: thread, interruptible: interruptible,
+                         maxNanoseconds: strategy.maxSpinNanoseconds)
+        }
+        if !woken {
+            _ = pb_fetch_add_u32(words + 1, 1)
+            while pb_load_u32(words) == observed && !(interruptible && thread.isInterruptPending) {
+                _ = pb_futex_wait(words, observed, nil)
+            }
+            _ = pb_fetch_sub_u32(words + 1, 1)
+        }
+        thread.leaveSleep()
+        mutex.lock()
+        if interruptible, let error = thread.takeInterruption() { return error }
+        return nil
+    }
+
+    /// Spins while the generation is `observed`, for an adaptive budget: twice the recent
+    /// successful wait, at least 2 µs, at most `maxNanoseconds` (glibc's adaptive mutex idea).
+    /// Returns true when the channel was bumped (or an interruption arrived) while spinning.
+    private func spin(observed: UInt32, thread: EngineThread, interruptible: Bool,
+                      maxNanoseconds: Int) -> Bool {
+        let estimate = Int(pb_load_relaxed_u32(words + 2))
+        let budget = min(maxNanoseconds, max(2_000, 2 * estimate))
+        let start = pb_monotonic_ns()
+        var spins = 0
+        while true {
+            if pb_load_relaxed_u32(words) != observed { break }
+            if interruptible && thread.isInterruptPending { return true }
+            pb_cpu_relax()
+            spins &+= 1
+            if spins & 15 == 0 && Int(pb_monotonic_ns() - start) > budget {
+                // Failed: let the estimate drift up so a slow partner is waited for next time.
+                let next = min(maxNanoseconds, estimate + (budget - estimate) / 8)
+                pb_store_u32(words + 2, UInt32(clamping: next))
+                return false
+            }
+        }
+        let waited = Int(pb_monotonic_ns() - start)
+        pb_store_u32(words + 2, UInt32(clamping: estimate + (waited - estimate) / 8))
+        return true
+    }
+
+    /// Wakes the channel's sleepers without a state change: used to deliver an interruption.
+    func kick() {
+        _ = pb_fetch_add_u32(words, 1)
+        _ = pb_futex_wake(words, Int32.max)
+    }
+}
+
+/// A thread as the engine sees it: where it sleeps, whether a signal is pending for it, and
+/// the signals the engine delivered to it (SIGPIPE after EPIPE, for instance).
+///
+/// `EngineThread.current` is the calling thread's record (created on first use). Another thread
+/// may `interrupt` it: that is the user-space stand-in for a signal caught by a handler, and
+/// ends an interruptible sleep (`PCATCH`) with EINTR, or ERESTART with `restart: true`.
+public final class EngineThread: @unchecked Sendable {
+    /// A small lock guarding `sleepingOn` and `signalCounts`; the pending word is atomic.
+    private let lock = PipeMutex()
+    private var sleepingOn: WaitChannel?
+    /// 0: none, 1: EINTR pending, 2: ERESTART pending.
+    private let pending: UnsafeMutablePointer<UInt32>
+    private var signalCounts: [Signal: Int] = [:]
+    /// The kernel thread id (`gettid`), for messages and tests.
+    public let tid: Int32
+
+    private init() {
+        pending = .allocate(capacity: 1)
+        pending.initialize(to: 0)
+        tid = pb_gettid()
+    }
+
+    deinit { pending.deallocate() }
+
+    nonisolated(unsafe) private static var key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { raw in
+            if let raw { Unmanaged<EngineThread>.fromOpaque(raw).release() }
+        }
+        return key
+    }()
+
+    /// The calling thread's record.
+    public static var current: EngineThread {
+        let key = EngineThread.key
+        if let raw = pthread_getspecific(key) {
+            return Unmanaged<EngineThread>.fromOpaque(raw).takeUnretainedValue()
+        }
+        let thread = EngineThread()
+        pthread_setspecific(key, Unmanaged.passRetained(thread).toOpaque())
+        return thread
+    }
+
+    /// Interrupts the thread as a caught signal would: if it sleeps interruptibly in the engine
+    /// now (or does so before it next returns from an engine system call), that sleep ends with
+    /// EINTR — or with ERESTART when `restart` is true (`SA_RESTART`), which makes the system
+    /// call start again when nothing had moved yet.
+    public func interrupt(restart: Bool = false) {
+        lock.lock()
+        pb_store_u32(pending, restart ? 2 : 1)
+        let channel = sleepingOn
+        lock.unlock()
+        channel?.kick()
+    }
+
+    var isInterruptPending: Bool { pb_load_relaxed_u32(pending) != 0 }
+
+    /// Consumes a pending interruption, returning the error its sleep ends with.
+    func takeInterruption() -> Errno? {
+        switch pb_exchange_u32(pending, 0) {
+        case 0: return nil
+        case 2: return .restart
+        default: return .interrupted
+        }
+    }
+
+    /// Drops an interruption that no sleep consumed: its signal was delivered when the system
+    /// call returned to the caller (the kernel's `ast` on the way out to user mode).
+    func discardInterruption() { _ = pb_exchange_u32(pending, 0) }
+
+    fileprivate func enterSleep(on channel: WaitChannel) {
+        lock.lock()
+        sleepingOn = channel
+        lock.unlock()
+    }
+
+    fileprivate func leaveSleep() {
+        lock.lock()
+        sleepingOn = nil
+        lock.unlock()
+    }
+
+    /// Records a signal delivered to this thread.
+    func record(_ signal: Signal) {
+        lock.lock()
+        signalCounts[signal, default: 0] += 1
+        lock.unlock()
+    }
+
+    /// How many times the engine delivered `signal` to this thread.
+    public func deliveredCount(of signal: Signal) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return signalCounts[signal] ?? 0
+    }
+}
