@@ -380,6 +380,13 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         try kinfo(fd).kf_pipe_buffer_size
     }
 
+    /// The pipe a descriptor reads (tests look at its state).
+    func pipeForTesting(_ fd: Int32) -> Pipe? {
+        guard let fp = table.fget(fd) else { return nil }
+        defer { fdrop(fp) }
+        return fp.f_data
+    }
+
     /// Test hook: make the arena refuse allocations for which `rule(bytes)` is true.
     public func injectArenaFailures(_ rule: (@Sendable (Int) -> Bool)?) {
         kernel.arena.failNextAllocation = rule

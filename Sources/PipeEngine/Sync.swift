@@ -239,3 +239,72 @@ public final class EngineThread: @unchecked Sendable {
         return signalCounts[signal] ?? 0
     }
 }
+
+extension EngineThread {
+    /// A pending `alarm`: cancel it before it fires, or let it interrupt its thread.
+    public final class Alarm: @unchecked Sendable {
+        fileprivate let cancelled: UnsafeMutablePointer<UInt32>
+        fileprivate init() {
+            cancelled = .allocate(capacity: 1)
+            cancelled.initialize(to: 0)
+        }
+        deinit { cancelled.deallocate() }
+        /// Stops the alarm if it has not fired yet (`alarm(0)`).
+        public func cancel() {
+            pb_store_u32(cancelled, 1)
+            _ = pb_futex_wake(cancelled, 1)
+        }
+    }
+
+    /// `alarm(2)` with a caught SIGALRM: after `nanoseconds`, interrupt this thread (with
+    /// restart semantics when `restart`), as a timer signal would. The timer runs on a thread
+    /// of its own that sleeps on a futex, so `cancel` ends it at once.
+    @discardableResult
+    public func alarm(afterNanoseconds nanoseconds: Int, restart: Bool = false) -> Alarm {
+        let alarm = Alarm()
+        let context = AlarmContext(thread: self, alarm: alarm, nanoseconds: nanoseconds,
+                                   restart: restart)
+        var tid = pthread_t()
+        let box = Unmanaged.passRetained(context).toOpaque()
+        let rc = pthread_create(&tid, nil, { raw in
+            let context = Unmanaged<AlarmContext>.fromOpaque(raw!).takeRetainedValue()
+            context.run()
+            return nil
+        }, box)
+        if rc == 0 {
+            pthread_detach(tid)
+        } else {
+            // No thread could be made: fire now rather than never.
+            Unmanaged<AlarmContext>.fromOpaque(box).release()
+            record(.SIGALRM)
+            interrupt(restart: restart)
+        }
+        return alarm
+    }
+}
+
+private final class AlarmContext: @unchecked Sendable {
+    let thread: EngineThread
+    let alarm: EngineThread.Alarm
+    let nanoseconds: Int
+    let restart: Bool
+    init(thread: EngineThread, alarm: EngineThread.Alarm, nanoseconds: Int, restart: Bool) {
+        self.thread = thread
+        self.alarm = alarm
+        self.nanoseconds = nanoseconds
+        self.restart = restart
+    }
+    func run() {
+        let deadline = pb_monotonic_ns() + Int64(nanoseconds)
+        while pb_load_u32(alarm.cancelled) == 0 {
+            let left = deadline - pb_monotonic_ns()
+            if left <= 0 {
+                thread.record(.SIGALRM)
+                thread.interrupt(restart: restart)
+                return
+            }
+            var ts = timespec(tv_sec: Int(left / 1_000_000_000), tv_nsec: Int(left % 1_000_000_000))
+            _ = pb_futex_wait(alarm.cancelled, 0, &ts)
+        }
+    }
+}

@@ -206,7 +206,7 @@ struct BufferedPathTests {
         let sys = try quietSystem()
         let (r, w) = try sys.pipe2()
         let got = Locked<[UInt8]?>(nil)
-        let reader = TestThread { got.withLock { $0 = try! sys.read(r, count: 10) } }
+        let reader = TestThread { let value = try! sys.read(r, count: 10); got.withLock { $0 = value } }
         usleep(20_000)
         try sys.close(w)
         #expect(reader.join())
@@ -238,7 +238,7 @@ struct BufferedPathTests {
         let sys = try quietSystem()
         let (r, w) = try sys.pipe2()
         let got = Locked<[UInt8]?>(nil)
-        let reader = TestThread { got.withLock { $0 = try! sys.read(r, count: 10) } }
+        let reader = TestThread { let value = try! sys.read(r, count: 10); got.withLock { $0 = value } }
         usleep(20_000)
         try sys.close(r)
         expectErrno(.badFileDescriptor) { try sys.read(r, count: 1) }

@@ -1,0 +1,200 @@
+import Foundation
+import Glibc
+import Testing
+@testable import PipeEngine
+
+@Suite("pipe_direct_write: zero-copy writes from held pages")
+struct DirectPathTests {
+    /// Writes `count` bytes from `buffer` on a thread and reads them all here, in reads of
+    /// `readSize`; returns what was read and what write returned.
+    func transfer(_ sys: PipeSystem, _ r: Int32, _ w: Int32, _ data: [UInt8],
+                  readSize: Int) throws -> (read: [UInt8], written: Int) {
+        let written = Locked(0)
+        let writer = TestThread {
+            let n = try! data.withUnsafeBytes { try sys.write(w, $0.baseAddress, $0.count) }
+            written.withLock { $0 = n }
+        }
+        let got = try sys.readExactly(r, data.count)
+        #expect(writer.join())
+        return (got, written.get)
+    }
+
+    @Test func takenExactlyAtTheThresholds() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        func directs() throws -> Int { try sys.sysctl("engine.direct_writes") }
+
+        // One byte short of pipe_mindirect: buffered.
+        _ = try transfer(sys, r, w, pattern(0..<(PIPE_MINDIRECT - 1)), readSize: 100_000)
+        #expect(try directs() == 0)
+        // Exactly pipe_mindirect: direct.
+        _ = try transfer(sys, r, w, pattern(0..<PIPE_MINDIRECT), readSize: 100_000)
+        #expect(try directs() == 1)
+        // pipe_mindirect raised at run time: the same size is buffered now.
+        try sys.sysctl("kern.ipc.pipe_mindirect", set: 16384)
+        _ = try transfer(sys, r, w, pattern(0..<PIPE_MINDIRECT), readSize: 100_000)
+        #expect(try directs() == 1)
+        _ = try transfer(sys, r, w, pattern(0..<16384), readSize: 100_000)
+        #expect(try directs() == 2)
+        // Non-blocking writes never take the direct path.
+        try sys.fcntl(w, F_SETFL, O_NONBLOCK)
+        #expect(try sys.write(w, pattern(0..<16384)) == 16384)
+        #expect(try directs() == 2)
+        _ = try sys.readExactly(r, 16384)
+    }
+
+    @Test func notTakenWhenTheBufferIsSmallerThanMindirect() throws {
+        var config = PipeConfiguration()
+        config.piperesizeallowed = false          // the buffer stays at 16 KiB
+        config.pipeMindirect = 20_000
+        let sys = try quietSystem(config)
+        let (r, w) = try sys.pipe2()
+        let (got, n) = try transfer(sys, r, w, pattern(0..<50_000), readSize: 7000)
+        #expect(n == 50_000 && got == pattern(0..<50_000))
+        #expect(try sys.sysctl("engine.direct_writes") == 0)
+    }
+
+    /// The writer does not return until the reader has consumed the held chunk; FIONREAD and
+    /// fstat see the held bytes.
+    @Test func directWriteWaitsForTheReader() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        let data = pattern(0..<65536, seed: 5)
+        let done = Locked<Int?>(nil)
+        let writer = TestThread {
+            let n = try! data.withUnsafeBytes { try sys.write(w, $0.baseAddress, $0.count) }
+            done.withLock { $0 = n }
+        }
+        while try sys.bytesReadable(r) == 0 { usleep(500) }
+        #expect(try sys.bytesReadable(r) == 65536)      // pipe_pages.cnt
+        #expect(try sys.fstat(r).st_size == 65536)
+        #expect(sys.heldPages == 17 || sys.heldPages == 16)
+        #expect(try sys.read(r, count: 1000) == Array(data[0..<1000]))
+        usleep(30_000)
+        #expect(done.get == nil)
+        #expect(try sys.bytesReadable(r) == 64536)
+        #expect(try sys.readExactly(r, 64536) == Array(data[1000...]))
+        #expect(writer.join())
+        #expect(done.get == 65536)
+        #expect(sys.heldPages == 0)
+    }
+
+    @Test(arguments: [8191, 8192, 8193, 16383, 16384, 16385, 65535, 65536, 65537, 1_048_579])
+    func byteExactAcrossTheSizesThatMatter(size: Int) throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        for readSize in [1000, 8192, 70_000] {
+            let data = pattern(0..<size, seed: UInt8(size & 0xFF))
+            let (got, n) = try transfer(sys, r, w, data, readSize: readSize)
+            #expect(n == size)
+            #expect(got == data)
+        }
+        let directBytes = try sys.sysctl("engine.direct_bytes")
+        #expect(size < PIPE_MINDIRECT ? directBytes == 0 : directBytes > 0)
+        #expect(sys.heldPages == 0)
+    }
+
+    @Test func unreadableBufferIsEFAULTWithNothingTransferred() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        let length = 65536
+        let region = mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+        #expect(region != MAP_FAILED)
+        expectErrno(.badAddress) { try sys.write(w, region, length) }
+        munmap(region, length)
+        expectErrno(.badAddress) { try sys.write(w, region, length) }   // unmapped
+        #expect(try sys.bytesReadable(r) == 0)
+        #expect(sys.heldPages == 0)
+        #expect(try sys.sysctl("engine.direct_writes") == 0)
+        // The pipe is still usable.
+        let (got, n) = try transfer(sys, r, w, pattern(0..<40_000), readSize: 4096)
+        #expect(n == 40_000 && got == pattern(0..<40_000))
+    }
+
+    /// The engine never writes the writer's memory: a read-only source works.
+    @Test func readOnlySourceIsNeverWritten() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        let length = 3 * 65536
+        let region = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+        defer { munmap(region, length) }
+        let bytes = region.bindMemory(to: UInt8.self, capacity: length)
+        for i in 0..<length { bytes[i] = patternByte(i, seed: 11) }
+        #expect(mprotect(region, length, PROT_READ) == 0)
+        let n = Locked(0)
+        let address = Int(bitPattern: region)
+        let writer = TestThread {
+            let value = try! sys.write(w, UnsafeRawPointer(bitPattern: address)! + 100, length - 100)
+            n.withLock { $0 = value }
+        }
+        let got = try sys.readExactly(r, length - 100)
+        #expect(writer.join())
+        #expect(n.get == length - 100)
+        #expect(got == pattern(100..<length, seed: 11))
+    }
+
+    @Test func mlockHoldLocksAndUnlocks() throws {
+        var config = PipeConfiguration()
+        config.hold = .mlock
+        let sys = try quietSystem(config)
+        let (r, w) = try sys.pipe2()
+        let baseline = pb_vmlck_kb_swift()
+        let data = pattern(0..<65536)
+        let writer = TestThread { _ = try! data.withUnsafeBytes { try sys.write(w, $0.baseAddress, $0.count) } }
+        while try sys.bytesReadable(r) == 0 { usleep(500) }
+        let fallbacks = try sys.sysctl("engine.hold_fallbacks")
+        if fallbacks == 0 {
+            #expect(pb_vmlck_kb_swift() >= baseline + 64)   // the 16-17 held pages are locked
+        }
+        #expect(try sys.readExactly(r, 65536) == data)
+        #expect(writer.join())
+        #expect(pb_vmlck_kb_swift() == baseline)
+        #expect(sys.heldPages == 0)
+    }
+
+    /// The reader closing during a direct write: the held chunk counts as written; a write
+    /// that moved nothing is EPIPE.
+    @Test func readerClosingEndsTheDirectWrite() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        let data = pattern(0..<200_000)
+        let result = Locked<Result<Int, Errno>?>(nil)
+        let writer = TestThread {
+            do {
+                let n = try data.withUnsafeBytes { try sys.write(w, $0.baseAddress, $0.count) }
+                result.withLock { $0 = .success(n) }
+            } catch {
+                result.withLock { $0 = .failure(error as! Errno) }
+            }
+        }
+        while try sys.bytesReadable(r) == 0 { usleep(500) }
+        let first = try sys.bytesReadable(r)
+        #expect(first == 65536)
+        try sys.close(r)
+        #expect(writer.join())
+        #expect(result.get == .success(65536))
+        #expect(sys.heldPages == 0)
+        expectErrno(.brokenPipe) { try sys.write(w, pattern(0..<100_000)) }
+    }
+
+    @Test func holdStrategiesAllDeliverTheSameBytes() throws {
+        for hold in HoldStrategy.allCases {
+            var config = PipeConfiguration()
+            config.hold = hold
+            let sys = try quietSystem(config)
+            let (r, w) = try sys.pipe2()
+            let data = pattern(0..<300_000, seed: 17)
+            let (got, n) = try transfer(sys, r, w, data, readSize: 50_000)
+            #expect(n == data.count && got == data, "hold \(hold)")
+            #expect(sys.heldPages == 0)
+        }
+    }
+}
+
+func pb_vmlck_kb_swift() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmLck:") {
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? -1
+    }
+    return -1
+}

@@ -1,0 +1,165 @@
+import Foundation
+import Glibc
+import Testing
+@testable import PipeEngine
+
+@Suite("interruptions: msleep with PCATCH, SA_RESTART, alarm, pipe_clone_write_buffer")
+struct InterruptionTests {
+    /// Waits until the pipe's state says a thread is asleep in it (WANTR / WANTW).
+    func waitForSleeper(_ sys: PipeSystem, _ fd: Int32, reader: Bool) {
+        let pipe = sys.pipeForTesting(fd)!
+        while true {
+            pipe.PIPE_LOCK()
+            let state = pipe.pipe_state
+            pipe.PIPE_UNLOCK()
+            if state.contains(reader ? .WANTR : .WANTW) { return }
+            usleep(200)
+        }
+    }
+
+    @Test func interruptedReadWithNoDataIsEINTR() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        let result = Locked<Errno?>(nil)
+        let reader = TestThread {
+            do { _ = try sys.read(r, count: 10) } catch { result.withLock { $0 = error as? Errno } }
+        }
+        waitForSleeper(sys, r, reader: true)
+        reader.engineThread!.interrupt()
+        #expect(reader.join())
+        #expect(result.get == .interrupted)
+        // Nothing is lost: data written afterwards is read normally.
+        _ = try sys.write(w, [1, 2, 3])
+        #expect(try sys.read(r, count: 10) == [1, 2, 3])
+    }
+
+    @Test func restartingInterruptionRestartsTheRead() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        let got = Locked<[UInt8]?>(nil)
+        let reader = TestThread { let value = try! sys.read(r, count: 10); got.withLock { $0 = value } }
+        waitForSleeper(sys, r, reader: true)
+        reader.engineThread!.interrupt(restart: true)
+        usleep(20_000)
+        #expect(got.get == nil)                  // restarted, asleep again
+        _ = try sys.write(w, [4, 5])
+        #expect(reader.join())
+        #expect(got.get == [4, 5])
+    }
+
+    @Test func alarmInterruptsABlockedRead() throws {
+        let sys = try quietSystem()
+        let (r, _) = try sys.pipe2()
+        let me = EngineThread.current
+        let before = me.deliveredCount(of: .SIGALRM)
+        me.alarm(afterNanoseconds: 20_000_000)
+        expectErrno(.interrupted) { try sys.read(r, count: 1) }
+        #expect(me.deliveredCount(of: .SIGALRM) == before + 1)
+        // A cancelled alarm never fires.
+        let alarm = me.alarm(afterNanoseconds: 10_000_000)
+        alarm.cancel()
+        try sys.fcntl(r, F_SETFL, O_NONBLOCK)
+        usleep(30_000)
+        expectErrno(.wouldBlock) { try sys.read(r, count: 1) }
+        #expect(me.deliveredCount(of: .SIGALRM) == before + 1)
+    }
+
+    /// A buffered writer interrupted after some bytes moved returns the short count.
+    @Test func interruptedBufferedWriteReturnsShortCount() throws {
+        var config = PipeConfiguration()
+        config.piperesizeallowed = false
+        config.pipeMindirect = 1 << 30
+        let sys = try quietSystem(config)
+        let (r, w) = try sys.pipe2()
+        let n = Locked<Int?>(nil)
+        let writer = TestThread { let value = try! sys.write(w, pattern(0..<40_000)); n.withLock { $0 = value } }
+        waitForSleeper(sys, r, reader: false)
+        writer.engineThread!.interrupt()
+        #expect(writer.join())
+        #expect(n.get == 16384)
+        #expect(try sys.readExactly(r, 16384) == pattern(0..<16384))
+        #expect(try sys.bytesReadable(r) == 0)
+    }
+
+    /// An interrupted direct write clones the unread rest of its chunk into the buffer and
+    /// returns a count that includes it: nothing lost, nothing twice.
+    @Test func interruptedDirectWriteClonesTheRest() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        let data = pattern(0..<200_000, seed: 21)
+        let n = Locked<Int?>(nil)
+        let writer = TestThread {
+            let value = try! data.withUnsafeBytes { try sys.write(w, $0.baseAddress, $0.count) }
+            n.withLock { $0 = value }
+        }
+        while try sys.bytesReadable(r) == 0 { usleep(200) }
+        let head = try sys.read(r, count: 5000)          // 5000 of the 64K chunk consumed
+        waitForSleeper(sys, r, reader: false)
+        writer.engineThread!.interrupt()
+        #expect(writer.join())
+        #expect(n.get == 65536)                          // the whole held chunk
+        #expect(try sys.sysctl("engine.clone_writes") == 1)
+        #expect(try sys.bytesReadable(r) == 65536 - 5000) // the rest now sits in the buffer
+        #expect(sys.heldPages == 0)
+        let rest = try sys.readExactly(r, 65536 - 5000)
+        #expect(head + rest == Array(data[0..<65536]))
+    }
+
+    /// Thousands of randomly timed interruptions of large blocking writes (direct and
+    /// buffered), restarting and not: every byte arrives exactly once, in order.
+    @Test func randomInterruptionsLoseNothing() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        let total = 48 * 1024 * 1024
+        let source = pattern(0..<(1 << 20), seed: 33)     // the stream repeats every MiB
+        let writerDone = Locked(false)
+        let interrupted = Locked(0)
+        let writer = TestThread {
+            var sent = 0
+            var rng = SystemRandomNumberGenerator()
+            source.withUnsafeBytes { src in
+                while sent < total {
+                    let offset = sent % (1 << 20)
+                    let size = min(total - sent, (1 << 20) - offset,
+                                   Int.random(in: 1...300_000, using: &rng))
+                    do {
+                        sent += try sys.write(w, src.baseAddress! + offset, size)
+                    } catch {
+                        precondition(error as? Errno == .interrupted, "unexpected \(error)")
+                        interrupted.withLock { $0 += 1 }
+                    }
+                }
+            }
+            writerDone.withLock { $0 = true }
+        }
+        let target = writer.engineThread!
+        let signals = Locked(0)
+        let interrupter = TestThread {
+            var rng = SystemRandomNumberGenerator()
+            while !writerDone.get {
+                usleep(UInt32.random(in: 0...150, using: &rng))
+                target.interrupt(restart: Bool.random(using: &rng))
+                signals.withLock { $0 += 1 }
+            }
+        }
+        var received = 0
+        var mismatches = 0
+        var buffer = [UInt8](repeating: 0, count: 100_000)
+        var rng = SystemRandomNumberGenerator()
+        while received < total {
+            let want = Int.random(in: 1...buffer.count, using: &rng)
+            let n = try buffer.withUnsafeMutableBytes { try sys.read(r, $0.baseAddress, want) }
+            for i in 0..<n where buffer[i] != source[(received + i) % (1 << 20)] { mismatches += 1 }
+            received += n
+        }
+        #expect(writer.join(timeout: 120))
+        #expect(interrupter.join())
+        #expect(mismatches == 0)
+        #expect(received == total)
+        #expect(try sys.bytesReadable(r) == 0)
+        #expect(signals.get > 1000)
+        #expect(sys.heldPages == 0)
+        print("interruptions sent: \(signals.get), EINTR returns: \(interrupted.get), "
+              + "clones: \((try? sys.sysctl("engine.clone_writes")) ?? -1)")
+    }
+}
