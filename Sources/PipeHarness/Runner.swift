@@ -1,0 +1,213 @@
+/// One thing to measure.
+public enum Workload: Sendable {
+    case stream(StreamConfig)
+    case pingpong(PingPongConfig)
+
+    /// The number each repetition is summarised by: stream throughput in bytes per second
+    /// (higher is better), pingpong median round trip in ns (lower is better). The full
+    /// per-repetition results are kept beside it.
+    public var metricName: String {
+        switch self {
+        case .stream: return "throughput"
+        case .pingpong: return "p50 round trip"
+        }
+    }
+    public var unit: String {
+        switch self {
+        case .stream: return "B/s"
+        case .pingpong: return "ns"
+        }
+    }
+    public var higherIsBetter: Bool {
+        switch self {
+        case .stream: return true
+        case .pingpong: return false
+        }
+    }
+}
+
+/// A named workload: the unit the runner repeats and compares.
+public struct RunConfiguration: Sendable {
+    public var name: String
+    public var workload: Workload
+    public init(name: String, workload: Workload) {
+        self.name = name
+        self.workload = workload
+    }
+}
+
+/// One measured repetition.
+public struct Repetition: Codable, Sendable {
+    /// Position in the whole run's sequence (0-based, across configurations), to look for drift.
+    public var order: Int
+    public var value: Double
+    public var stream: StreamResult?
+    public var pingpong: PingPongResult?
+}
+
+public struct ConfigurationReport: Codable, Sendable {
+    public var name: String
+    public var metric: String
+    public var unit: String
+    public var higherIsBetter: Bool
+    public var summary: SampleSummary
+    public var repetitions: [Repetition]
+    public var samples: [Double] { repetitions.map(\.value) }
+}
+
+/// Candidate against baseline (the first configuration).
+public struct Comparison: Codable, Sendable {
+    public var baseline: String
+    public var candidate: String
+    /// median(candidate) / median(baseline) with a bootstrap interval.
+    public var ratio: RatioInterval?
+    /// Two-sided test of "the two samples come from the same distribution".
+    public var mannWhitney: MannWhitneyResult?
+}
+
+public struct RunReport: Codable, Sendable {
+    public var environment: EnvironmentInfo?
+    public var coreProbeBefore: CoreProbeResult?
+    public var coreProbeAfter: CoreProbeResult?
+    public var warmupRepetitions: Int
+    public var repetitions: Int
+    public var configurations: [ConfigurationReport]
+    public var comparisons: [Comparison]
+}
+
+/// Runs configurations repeatedly and summarises them.
+///
+/// Repetitions are interleaved — A B C A B C … — rather than all of A then all of B, because
+/// on a VM the speed of cross-core traffic drifts over minutes as the host moves vCPUs: run in
+/// blocks, a drift would look like a difference between configurations; interleaved, it
+/// spreads over all of them. Warm-up rounds (same interleaving) are run and discarded.
+/// A core-to-core probe is taken just before the first repetition and after the last, so a
+/// report shows whether the placement changed under it.
+public struct Runner: Sendable {
+    public struct Probe: Sendable {
+        public var cpuA: Int
+        public var cpuB: Int
+        public var roundTrips: Int
+        public init(cpuA: Int, cpuB: Int, roundTrips: Int = 20_000) {
+            self.cpuA = cpuA
+            self.cpuB = cpuB
+            self.roundTrips = roundTrips
+        }
+    }
+
+    public var warmupRepetitions: Int
+    public var repetitions: Int
+    /// Nil: no probe. Default: the first configuration's pinned CPUs, or CPUs 0 and 1.
+    public var probe: Probe?
+    public var captureEnvironment: Bool
+    public var confidence: Double
+    public var bootstrapResamples: Int
+    public var bootstrapSeed: UInt64
+    /// Called before each repetition with a line saying what runs next.
+    public var progress: (@Sendable (String) -> Void)?
+
+    public init(
+        warmupRepetitions: Int = 1, repetitions: Int = 10, probe: Probe? = nil,
+        captureEnvironment: Bool = true, confidence: Double = 0.95,
+        bootstrapResamples: Int = 2000, bootstrapSeed: UInt64 = 0x5EED_0F_BE9C,
+        progress: (@Sendable (String) -> Void)? = nil
+    ) {
+        self.warmupRepetitions = warmupRepetitions
+        self.repetitions = repetitions
+        self.probe = probe
+        self.captureEnvironment = captureEnvironment
+        self.confidence = confidence
+        self.bootstrapResamples = bootstrapResamples
+        self.bootstrapSeed = bootstrapSeed
+        self.progress = progress
+    }
+
+    /// The probe used when none is given.
+    public static func defaultProbe(for configurations: [RunConfiguration]) -> Probe {
+        if let first = configurations.first {
+            switch first.workload {
+            case .stream(let c):
+                if let a = c.writerCPU, let b = c.readerCPU { return Probe(cpuA: a, cpuB: b) }
+            case .pingpong(let c):
+                if let a = c.clientCPU, let b = c.serverCPU { return Probe(cpuA: a, cpuB: b) }
+            }
+        }
+        let cpus = EnvironmentInfo.captureUsableCPUs()
+        return Probe(cpuA: cpus.first ?? 0, cpuB: cpus.count > 1 ? cpus[1] : (cpus.first ?? 0))
+    }
+
+    public func run(_ configurations: [RunConfiguration]) throws -> RunReport {
+        guard !configurations.isEmpty else { throw HarnessError.invalidArgument("no configurations to run") }
+        guard repetitions > 0, warmupRepetitions >= 0 else {
+            throw HarnessError.invalidArgument("repetitions must be positive and warm-up repetitions not negative")
+        }
+        let names = configurations.map(\.name)
+        guard Set(names).count == names.count else { throw HarnessError.invalidArgument("configuration names must be unique: \(names)") }
+
+        let environment = captureEnvironment ? EnvironmentInfo.capture() : nil
+        for round in 0..<warmupRepetitions {
+            for c in configurations {
+                progress?("warm-up \(round + 1)/\(warmupRepetitions): \(c.name)")
+                _ = try Self.measure(c.workload)
+            }
+        }
+
+        let probeSettings = probe ?? Self.defaultProbe(for: configurations)
+        let before = try CoreProbe.measure(cpuA: probeSettings.cpuA, cpuB: probeSettings.cpuB, roundTrips: probeSettings.roundTrips)
+        var collected = [[Repetition]](repeating: [], count: configurations.count)
+        var order = 0
+        for round in 0..<repetitions {
+            for (i, c) in configurations.enumerated() {
+                progress?("repetition \(round + 1)/\(repetitions): \(c.name)")
+                var rep = try Self.measure(c.workload)
+                rep.order = order
+                order += 1
+                collected[i].append(rep)
+            }
+        }
+        let after = try CoreProbe.measure(cpuA: probeSettings.cpuA, cpuB: probeSettings.cpuB, roundTrips: probeSettings.roundTrips)
+
+        let reports = zip(configurations, collected).map { c, reps in
+            ConfigurationReport(
+                name: c.name, metric: c.workload.metricName, unit: c.workload.unit,
+                higherIsBetter: c.workload.higherIsBetter,
+                summary: SampleSummary(reps.map(\.value), confidence: confidence)!,   // repetitions > 0
+                repetitions: reps)
+        }
+        var comparisons: [Comparison] = []
+        if let baseline = reports.first {
+            for candidate in reports.dropFirst() {
+                comparisons.append(Comparison(
+                    baseline: baseline.name, candidate: candidate.name,
+                    ratio: Statistics.bootstrapRatioOfMedians(
+                        baseline: baseline.samples, candidate: candidate.samples,
+                        resamples: bootstrapResamples, confidence: confidence, seed: bootstrapSeed),
+                    mannWhitney: Statistics.mannWhitneyU(candidate.samples, baseline.samples)))
+            }
+        }
+        return RunReport(
+            environment: environment, coreProbeBefore: before, coreProbeAfter: after,
+            warmupRepetitions: warmupRepetitions, repetitions: repetitions,
+            configurations: reports, comparisons: comparisons)
+    }
+
+    /// One repetition. A verified run that delivered a wrong or missing byte is an error: its
+    /// timing measures a broken transport.
+    public static func measure(_ workload: Workload) throws -> Repetition {
+        switch workload {
+        case .stream(let config):
+            let r = try StreamWorkload.run(config)
+            if config.verify {
+                if let m = r.firstMismatch { throw HarnessError.integrity(offset: m.offset, expected: m.expected, actual: m.actual) }
+                if r.bytesReceived != r.totalBytes { throw HarnessError.unexpectedEOF(expected: r.totalBytes, received: r.bytesReceived) }
+            }
+            return Repetition(order: 0, value: r.bytesPerSecond, stream: r, pingpong: nil)
+        case .pingpong(let config):
+            let r = try PingPongWorkload.run(config).result
+            if config.verify, let m = r.firstMismatch {
+                throw HarnessError.integrity(offset: m.offset, expected: m.expected, actual: m.actual)
+            }
+            return Repetition(order: 0, value: Double(r.latency.p50), stream: nil, pingpong: r)
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import CPipeSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Carries a value that is not `Sendable` to another thread when the code that does so
+/// guarantees exclusive or properly ordered access by hand — here, a `ByteChannel`, whose
+/// contract is one writer thread and one reader thread.
+struct Unchecked<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// A pthread running one closure, optionally pinned to one CPU, whose result `join` returns.
+///
+/// We use pthreads, not Swift concurrency tasks: tasks run on a shared pool whose threads we
+/// must not pin, and a benchmark needs to know which CPU each side runs on.
+final class WorkerThread<Result: Sendable>: @unchecked Sendable {
+    // Written by the worker before it exits, read by the joiner after pthread_join returns;
+    // pthread_join orders the two, so no further synchronisation is needed.
+    private var outcome: Swift.Result<Result, Error>?
+    private var thread: pthread_t = 0
+    private let body: @Sendable () throws -> Result
+    private var joined = false
+
+    private init(body: @escaping @Sendable () throws -> Result) {
+        self.body = body
+    }
+
+    /// Starts a thread running `body`. Pinning is the body's job (`pinCurrentThread`), so that
+    /// a body that fails to pin can still release the peers waiting for it at a barrier.
+    static func start(_ body: @escaping @Sendable () throws -> Result) throws -> WorkerThread {
+        let worker = WorkerThread(body: body)
+        let entry = ThreadEntry { worker.main() }
+        let context = Unmanaged.passRetained(entry).toOpaque()
+        var tid = pthread_t()
+        let r = pthread_create(&tid, nil, threadEntryPoint, context)
+        if r != 0 {
+            Unmanaged<ThreadEntry>.fromOpaque(context).release()
+            throw HarnessError.threadStart(errno: r)
+        }
+        worker.thread = tid   // read only by join, on this side of the thread's start
+        return worker
+    }
+
+    private func main() {
+        outcome = Swift.Result { try body() }
+    }
+
+    /// Waits for the thread and returns its result (or rethrows its error). Call once.
+    func join() throws -> Result {
+        precondition(!joined, "WorkerThread joined twice")
+        joined = true
+        let r = pthread_join(thread, nil)
+        if r != 0 { throw HarnessError.system(call: "pthread_join", errno: r, context: "") }
+        guard let outcome else { throw HarnessError.unsupported("worker thread ended without a result") }
+        return try outcome.get()
+    }
+}
+
+/// What a new pthread runs: a non-generic box, because the C entry point cannot be generic.
+private final class ThreadEntry {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}
+
+private let threadEntryPoint: @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? = { raw in
+    Unmanaged<ThreadEntry>.fromOpaque(raw!).takeRetainedValue().run()
+    return nil
+}
+
+/// Pins the calling thread to `cpu`; nil leaves it free to run anywhere.
+func pinCurrentThread(_ cpu: Int?) throws {
+    guard let cpu else { return }
+    let r = pb_pin_current_thread(Int32(cpu))
+    if r != 0 { throw HarnessError.pinning(cpu: cpu, errno: r) }
+}
+
+/// A one-shot start barrier for a fixed number of threads, spinning (then yielding) so that
+/// all parties leave it within a cache-line transfer of each other, without a sleep/wake-up.
+/// A party that failed to get ready (say, to pin itself) still arrives, saying so, and then
+/// every party learns that the run is off instead of waiting forever.
+/// The counter and the failure flag live on their own 128-byte line.
+final class SpinBarrier: @unchecked Sendable {
+    // The only mutable state is the two words, accessed with atomics.
+    private let word: UnsafeMutablePointer<Int64>
+    private let parties: Int64
+
+    init(parties: Int) {
+        self.parties = Int64(parties)
+        word = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 128)
+            .bindMemory(to: Int64.self, capacity: 16)
+        word.initialize(repeating: 0, count: 16)
+    }
+
+    deinit { UnsafeMutableRawPointer(word).deallocate() }
+
+    /// Arrives and waits until every party has arrived. Returns false if any party arrived
+    /// with `failed: true`.
+    @discardableResult
+    func arriveAndWait(failed: Bool = false) -> Bool {
+        if failed { pb_store_i64(word + 1, 1) }   // before the arrival that publishes it
+        _ = pb_fetch_add_i64(word, 1)
+        var spins = 0
+        while pb_acquire_load_i64(word) < parties {
+            if spins < 10_000 { spins += 1; pb_cpu_relax() } else { sched_yield() }
+        }
+        return pb_load_i64(word + 1) == 0
+    }
+}
+
+/// One integer shared between threads, alone on a 128-byte line, with release stores and
+/// acquire loads (a publisher's earlier writes are visible to a reader that sees the value).
+final class SharedCounter: @unchecked Sendable {
+    // The only mutable state is the word, accessed with atomics.
+    private let word: UnsafeMutablePointer<Int64>
+
+    init(_ value: Int = 0) {
+        word = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 128)
+            .bindMemory(to: Int64.self, capacity: 16)
+        word.initialize(repeating: 0, count: 16)
+        word.pointee = Int64(value)
+    }
+
+    deinit { UnsafeMutableRawPointer(word).deallocate() }
+
+    func load() -> Int { Int(pb_acquire_load_i64(word)) }
+    func store(_ value: Int) { pb_release_store_i64(word, Int64(value)) }
+}
+
+/// One step of a spin-wait: `pause` for a while, then yield the CPU so that a peer pinned to
+/// the same CPU can run.
+@inline(__always)
+func backoff(_ spins: inout Int, spinLimit: Int = 1000) {
+    if spins < spinLimit {
+        spins += 1
+        pb_cpu_relax()
+    } else {
+        sched_yield()
+    }
+}
