@@ -137,3 +137,15 @@ void pb_write_stderr(const char *line) {
     fputs(line, stderr);
     fputc('\n', stderr);
 }
+
+int pb_affinity_cpus(int tid, int *cpus, int capacity) {
+    cpu_set_t set;
+    if (sched_getaffinity((pid_t)tid, sizeof set, &set) != 0) return -errno;
+    int n = 0;
+    for (int i = 0; i < CPU_SETSIZE; i++) {
+        if (!CPU_ISSET(i, &set)) continue;
+        if (n < capacity) cpus[n] = i;
+        n++;
+    }
+    return n;
+}

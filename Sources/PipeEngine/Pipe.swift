@@ -120,45 +120,56 @@ public struct Credential: Sendable, Hashable {
     public static var process: Credential { Credential(uid: getuid(), gid: getgid()) }
 }
 
-/// `struct file` for a pipe descriptor: its flags, its credential and the pipe end it reads.
-final class File: @unchecked Sendable {
-    let pair: PipePair
-    let isForwardEnd: Bool          // f_data == &pp_rpipe (fd[0]) or &pp_wpipe (fd[1])
+/// `struct file`: what every descriptor has — its flags, its credential, its references.
+class FileObject: @unchecked Sendable {
     let f_cred: Credential
-    /// `f_flag` (FREAD, FWRITE, FNONBLOCK, FASYNC): changed by fcntl/ioctl while other threads
-    /// read it, so it is an atomic word.
-    private let flagWord: UnsafeMutablePointer<UInt32>
-    /// References: one for the descriptor table entry, one per system call in progress
-    /// (`fget` / `fdrop`). `fo_close` runs when the last one goes.
-    private let refs: UnsafeMutablePointer<UInt32>
+    /// [0] `f_flag` (FREAD, FWRITE, FNONBLOCK, FASYNC), changed by fcntl/ioctl while other
+    /// threads read it, so an atomic word; [1] references: one for the descriptor table entry,
+    /// one per system call in progress (`fget` / `fdrop`). `fo_close` runs when the last goes.
+    private let words: UnsafeMutablePointer<UInt32>
+
+    init(flags: FileFlags, cred: Credential) {
+        f_cred = cred
+        words = .allocate(capacity: 2)
+        words.initialize(repeating: 0, count: 2)
+        words[0] = flags.rawValue
+        words[1] = 1
+    }
+
+    deinit { words.deallocate() }
+
+    @inline(__always) final var f_flag: FileFlags { FileFlags(rawValue: pb_load_relaxed_u32(words)) }
+
+    final func setFlag(_ flag: FileFlags, _ on: Bool) {
+        if on {
+            _ = pb_fetch_or_u32(words, flag.rawValue)
+        } else {
+            _ = pb_fetch_and_u32(words, ~flag.rawValue)
+        }
+    }
+
+    @inline(__always) final func hold() { _ = pb_fetch_add_u32(words + 1, 1) }
+    /// Drops a reference; true when it was the last (the caller then runs `fo_close`).
+    @inline(__always) final func drop() -> Bool { pb_fetch_sub_u32(words + 1, 1) == 1 }
+}
+
+/// A pipe or FIFO descriptor (`DTYPE_PIPE` / `DTYPE_FIFO`): `f_data` is the pipe it reads.
+final class File: FileObject, @unchecked Sendable {
+    let pair: PipePair
+    let isForwardEnd: Bool          // f_data == &pp_rpipe (fd[0], every FIFO) or &pp_wpipe
+    /// `f_vnode`: the FIFO's node, for a FIFO descriptor; nil for an anonymous pipe.
+    let vnode: FifoNode?
+    /// `f_pipegen`: the FIFO writer generation this reader has seen (POLLINIGNEOF).
     var f_pipegen = 0
 
-    init(pair: PipePair, forward: Bool, flags: FileFlags, cred: Credential) {
+    init(pair: PipePair, forward: Bool, flags: FileFlags, cred: Credential, vnode: FifoNode? = nil) {
         self.pair = pair
         isForwardEnd = forward
-        f_cred = cred
-        flagWord = .allocate(capacity: 2)
-        flagWord.initialize(repeating: 0, count: 2)
-        flagWord[0] = flags.rawValue
-        flagWord[1] = 1
-        refs = flagWord + 1
+        self.vnode = vnode
+        super.init(flags: flags, cred: cred)
     }
-
-    deinit { flagWord.deallocate() }
 
     @inline(__always) var f_data: Pipe { isForwardEnd ? pair.pp_rpipe : pair.pp_wpipe }
-    @inline(__always) var f_flag: FileFlags { FileFlags(rawValue: pb_load_relaxed_u32(flagWord)) }
-
-    func setFlag(_ flag: FileFlags, _ on: Bool) {
-        // Only the owning system call layer changes flags, under the descriptor table mutex.
-        var value = pb_load_u32(flagWord)
-        if on { value |= flag.rawValue } else { value &= ~flag.rawValue }
-        pb_store_u32(flagWord, value)
-    }
-
-    @inline(__always) func hold() { _ = pb_fetch_add_u32(refs, 1) }
-    /// Drops a reference; true when it was the last (the caller then runs `pipe_close`).
-    @inline(__always) func drop() -> Bool { pb_fetch_sub_u32(refs, 1) == 1 }
 }
 
 /// `enum uio_rw`.

@@ -22,7 +22,7 @@ import Glibc
 /// when nothing moved; EPIPE delivers SIGPIPE to the calling thread (recorded, never fatal).
 public final class PipeSystem: @unchecked Sendable, SignalSink {
     let kernel: PipeKernel
-    private let table: DescriptorTable
+    let table: DescriptorTable
 
     /// The credential new descriptors are opened with.
     public var credential: Credential {
@@ -33,6 +33,15 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     /// Called on the receiving thread for SIGPIPE, and on the thread that caused it for SIGIO.
     /// Must not block. Set it before the pipes are in use.
     public let signalHandler: (@Sendable (Signal, SignalTarget) -> Void)?
+
+    /// The file-creation mask `mkfifo` applies.
+    public var umask: UInt32 {
+        get { table.withLock { table.umask } }
+        set { table.withLock { table.umask = newValue & 0o777 } }
+    }
+
+    let namespace = FifoNamespace()
+    let kqueues = KqueueRegistry()
 
     private let sigioLock = PipeMutex()
     private var sigioCounts: [Int32: Int] = [:]
@@ -54,7 +63,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     deinit {
         // Close what the user left open, so the arena is empty before it is unmapped.
         for file in table.removeAll() where file.drop() {
-            kernel.pipe_close(file)
+            fo_close(file)
         }
     }
 
@@ -96,7 +105,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         }
         guard let fd1 = table.falloc(wf, cloexec: cloexec) else {
             // fdclose + fdrop(rf): rpipe is closed through its file; then close wpipe.
-            if let file = table.remove(fd0), file.drop() { kernel.pipe_close(file) }
+            if let file = table.remove(fd0) { fdrop(file) }
             kernel.pipeclose(pp.pp_wpipe)
             throw .tooManyOpenFiles
         }
@@ -167,7 +176,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     /// `dofileread`: fget, fo_read, the generic layer's short-count rules, fdrop.
     private func dofileread(_ fd: Int32, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
                             _ cnt: Int) throws(Errno) -> Int {
-        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        let fp = try fgetPipe(fd, onKqueue: .noSuchDevice)   // kqueue_read: ENXIO
         defer { fdrop(fp) }
         guard fp.f_flag.contains(.FREAD) else { throw .badFileDescriptor }
         // A 0-byte read returns 0 without entering the pipe.
@@ -194,7 +203,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     /// `dofilewrite`: as `dofileread`, plus SIGPIPE on EPIPE.
     private func dofilewrite(_ fd: Int32, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
                              _ cnt: Int) throws(Errno) -> Int {
-        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        let fp = try fgetPipe(fd, onKqueue: .noSuchDevice)   // kqueue_write: ENXIO
         defer { fdrop(fp) }
         guard fp.f_flag.contains(.FWRITE) else { throw .badFileDescriptor }
         let thread = EngineThread.current
@@ -217,8 +226,38 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         }
     }
 
-    @inline(__always) private func fdrop(_ fp: File) {
-        if fp.drop() { kernel.pipe_close(fp) }
+    /// `fdrop`: the last reference runs `fo_close`.
+    @inline(__always) func fdrop(_ fp: FileObject) {
+        if fp.drop() { fo_close(fp) }
+    }
+
+    /// `fo_close`: `pipe_close` (or `fifo_close`) for a pipe, `kqueue_close` for a kqueue.
+    func fo_close(_ fp: FileObject) {
+        if let file = fp as? File {
+            if let node = file.vnode {
+                fifo_close(node, file)
+            } else {
+                kernel.pipe_close(file)
+            }
+        } else if let kq = fp as? KqueueFile {
+            kqueue_close(kq)
+        }
+    }
+
+    /// `fget` for a system call on a pipe: EBADF for a closed descriptor, `onKqueue` for a
+    /// kqueue (whose fileops refuse pipe operations). The caller must `fdrop` the result.
+    @inline(__always)
+    func fgetPipe(_ fd: Int32, onKqueue: Errno = .badFileDescriptor) throws(Errno) -> File {
+        guard let fo = table.fget(fd) else { throw .badFileDescriptor }
+        if let file = fo as? File { return file }
+        fdrop(fo)
+        throw onKqueue
+    }
+
+    /// `falloc`: a descriptor for `file`, or EMFILE.
+    func falloc(_ file: FileObject, cloexec: Bool) throws(Errno) -> Int32 {
+        guard let fd = table.falloc(file, cloexec: cloexec) else { throw .tooManyOpenFiles }
+        return fd
     }
 
     // MARK: - close, fcntl, ioctl, fstat, lseek, ...
@@ -227,6 +266,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     /// still running on the descriptor in another thread keeps it open until it returns.
     public func close(_ fd: Int32) throws(Errno) {
         guard let fp = table.remove(fd) else { throw .badFileDescriptor }
+        knote_fdclose(fd)
         fdrop(fp)
     }
 
@@ -243,24 +283,40 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
             table.setCloexec(fd, arg & FD_CLOEXEC != 0)
             return 0
         case F_GETFL:
-            var flags = O_RDWR
-            if fp.f_flag.contains(.FNONBLOCK) { flags |= O_NONBLOCK }
-            if fp.f_flag.contains(.FASYNC) { flags |= O_ASYNC }
+            let f = fp.f_flag
+            var flags = f.contains([.FREAD, .FWRITE]) ? O_RDWR : f.contains(.FWRITE) ? O_WRONLY : O_RDONLY
+            if f.contains(.FNONBLOCK) { flags |= O_NONBLOCK }
+            if f.contains(.FASYNC) { flags |= O_ASYNC }
             return flags
         case F_SETFL:
-            // As FreeBSD's kern_fcntl: FNONBLOCK via FIONBIO, FASYNC via FIOASYNC.
+            // As FreeBSD's kern_fcntl: FNONBLOCK via FIONBIO, then FASYNC via FIOASYNC; if the
+            // second fails, FNONBLOCK is put back as it was.
+            let wasNonblocking = fp.f_flag.contains(.FNONBLOCK)
             var nonblock: Int32 = arg & O_NONBLOCK != 0 ? 1 : 0
             fp.setFlag(.FNONBLOCK, nonblock != 0)
-            if let error = kernel.pipe_ioctl(fp, IoctlRequest.FIONBIO, &nonblock) { throw error }
+            if let error = fo_ioctl(fp, IoctlRequest.FIONBIO, &nonblock) {
+                fp.setFlag(.FNONBLOCK, wasNonblocking)
+                throw error
+            }
             var async: Int32 = arg & O_ASYNC != 0 ? 1 : 0
             fp.setFlag(.FASYNC, async != 0)
-            if let error = kernel.pipe_ioctl(fp, IoctlRequest.FIOASYNC, &async) {
-                fp.setFlag(.FNONBLOCK, false)
+            if let error = fo_ioctl(fp, IoctlRequest.FIOASYNC, &async) {
+                fp.setFlag(.FASYNC, false)
+                fp.setFlag(.FNONBLOCK, wasNonblocking)
                 throw error
             }
             return 0
         default:
             throw .invalidArgument
+        }
+    }
+
+    /// `fo_ioctl`: `pipe_ioctl`, or a kqueue's (which knows only FIONBIO and FIOASYNC).
+    private func fo_ioctl(_ fp: FileObject, _ request: UInt, _ arg: inout Int32) -> Errno? {
+        if let file = fp as? File { return kernel.pipe_ioctl(file, request, &arg) }
+        switch request {
+        case IoctlRequest.FIONBIO, IoctlRequest.FIOASYNC: return nil
+        default: return .notTerminal
         }
     }
 
@@ -272,7 +328,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         // FIONBIO and FIOASYNC change the descriptor's flags before pipe_ioctl runs.
         if request == IoctlRequest.FIONBIO { fp.setFlag(.FNONBLOCK, arg != 0) }
         if request == IoctlRequest.FIOASYNC { fp.setFlag(.FASYNC, arg != 0) }
-        if let error = kernel.pipe_ioctl(fp, request, &arg) { throw error }
+        if let error = fo_ioctl(fp, request, &arg) { throw error }
     }
 
     /// `ioctl(fd, FIONREAD)` as a value: bytes readable now.
@@ -282,10 +338,19 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         return Int(n)
     }
 
-    /// `fstat(fd)`.
+    /// `fstat(fd)`: `pipe_stat`; for a FIFO, its node's attributes (`vnops.fo_stat`).
     public func fstat(_ fd: Int32) throws(Errno) -> PipeStat {
-        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
-        defer { fdrop(fp) }
+        guard let fo = table.fget(fd) else { throw .badFileDescriptor }
+        defer { fdrop(fo) }
+        guard let fp = fo as? File else {
+            var st = PipeStat()                 // kqueue_stat: S_IFIFO, all else zero
+            st.st_mode = PipeStat.S_IFIFO
+            return st
+        }
+        if let node = fp.vnode {
+            if let policy = kernel.policy, let denied = policy.check(.stat, fp.f_cred) { throw denied }
+            return fifoStat(node)
+        }
         switch kernel.pipe_stat(fp) {
         case .success(let st): return st
         case .failure(let error): throw error
@@ -311,30 +376,36 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         return 0
     }
 
-    /// `ftruncate` -> `pipe_truncate`: EINVAL on an anonymous pipe (`invfo_truncate`).
+    /// `ftruncate` -> `pipe_truncate`: EINVAL on an anonymous pipe (`invfo_truncate`); on a
+    /// FIFO the node ignores a size change, as UFS does for fifos, after kern_ftruncate's
+    /// checks (EINVAL without FWRITE or for a negative length).
     public func ftruncate(_ fd: Int32, _ length: Int) throws(Errno) {
-        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
-        fdrop(fp)
-        throw .invalidArgument
+        let fp = try fgetPipe(fd, onKqueue: .invalidArgument)
+        defer { fdrop(fp) }
+        guard fp.vnode != nil, length >= 0, fp.f_flag.contains(.FWRITE) else { throw .invalidArgument }
     }
 
-    /// `fchmod` -> `pipe_chmod`: EINVAL on an anonymous pipe (`invfo_chmod`).
+    /// `fchmod` -> `pipe_chmod`: EINVAL on an anonymous pipe (`invfo_chmod`); the node's
+    /// mode for a FIFO (`vn_chmod`).
     public func fchmod(_ fd: Int32, _ mode: UInt32) throws(Errno) {
-        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
-        fdrop(fp)
-        throw .invalidArgument
+        let fp = try fgetPipe(fd, onKqueue: .invalidArgument)
+        defer { fdrop(fp) }
+        guard let node = fp.vnode else { throw .invalidArgument }
+        try fifoChmod(node, mode, as: fp.f_cred)
     }
 
-    /// `fchown` -> `pipe_chown`: EINVAL on an anonymous pipe (`invfo_chown`).
+    /// `fchown` -> `pipe_chown`: EINVAL on an anonymous pipe (`invfo_chown`); the node's
+    /// owner for a FIFO (`vn_chown`).
     public func fchown(_ fd: Int32, _ uid: UInt32, _ gid: UInt32) throws(Errno) {
-        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
-        fdrop(fp)
-        throw .invalidArgument
+        let fp = try fgetPipe(fd, onKqueue: .invalidArgument)
+        defer { fdrop(fp) }
+        guard let node = fp.vnode else { throw .invalidArgument }
+        try fifoChown(node, uid, gid, as: fp.f_cred)
     }
 
     /// `pipe_fill_kinfo`: what `procstat -f` shows of a pipe descriptor.
     public func kinfo(_ fd: Int32) throws(Errno) -> KinfoPipe {
-        guard let fp = table.fget(fd) else { throw .badFileDescriptor }
+        let fp = try fgetPipe(fd, onKqueue: .invalidArgument)
         defer { fdrop(fp) }
         return kernel.pipe_fill_kinfo(fp)
     }
@@ -382,9 +453,14 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
 
     /// The pipe a descriptor reads (tests look at its state).
     func pipeForTesting(_ fd: Int32) -> Pipe? {
-        guard let fp = table.fget(fd) else { return nil }
+        guard let fp = try? fgetPipe(fd) else { return nil }
         defer { fdrop(fp) }
         return fp.f_data
+    }
+
+    /// The KVA arena's address range (for placement checks: which node its pages are on).
+    public var arenaRange: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: kernel.arena.base, count: kernel.arena.size)
     }
 
     /// Test hook: make the arena refuse allocations for which `rule(bytes)` is true.
@@ -404,12 +480,13 @@ public enum SignalTarget: Sendable, Hashable {
 /// The descriptor table (`struct filedesc`): lowest free descriptor first, up to `limit`.
 final class DescriptorTable: @unchecked Sendable {
     private let mutex = PipeMutex()
-    private var files: [File?] = []
+    private var files: [FileObject?] = []
     private var closeOnExec: [Bool] = []
     private var lowestFree = 0
     private(set) var count = 0
     let limit: Int
     var credential = Credential.process
+    var umask: UInt32 = 0o022
 
     init(limit: Int) { self.limit = limit }
 
@@ -420,7 +497,7 @@ final class DescriptorTable: @unchecked Sendable {
     }
 
     /// `falloc_caps` + `finit`: the lowest free descriptor, or nil (EMFILE).
-    func falloc(_ file: File, cloexec: Bool) -> Int32? {
+    func falloc(_ file: FileObject, cloexec: Bool) -> Int32? {
         mutex.lock()
         defer { mutex.unlock() }
         var fd = lowestFree
@@ -440,7 +517,7 @@ final class DescriptorTable: @unchecked Sendable {
 
     /// `fget`: the file behind `fd` with a reference held, or nil (EBADF).
     @inline(__always)
-    func fget(_ fd: Int32) -> File? {
+    func fget(_ fd: Int32) -> FileObject? {
         mutex.lock()
         defer { mutex.unlock() }
         let i = Int(fd)
@@ -450,7 +527,7 @@ final class DescriptorTable: @unchecked Sendable {
     }
 
     /// `fdclose`: removes the entry; the caller drops the table's reference.
-    func remove(_ fd: Int32) -> File? {
+    func remove(_ fd: Int32) -> FileObject? {
         mutex.lock()
         defer { mutex.unlock() }
         let i = Int(fd)
@@ -461,7 +538,7 @@ final class DescriptorTable: @unchecked Sendable {
         return file
     }
 
-    func removeAll() -> [File] {
+    func removeAll() -> [FileObject] {
         mutex.lock()
         defer { mutex.unlock() }
         let all = files.compactMap { $0 }

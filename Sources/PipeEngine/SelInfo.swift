@@ -47,7 +47,7 @@ final class SelInfo: @unchecked Sendable {
 }
 
 /// A thread blocked in `poll`/`select`/`kevent`: a futex word bumped by `selwakeup`.
-final class PollWaiter: @unchecked Sendable {
+final class PollWaiter: Kickable, @unchecked Sendable {
     private let word: UnsafeMutablePointer<UInt32>
     init() {
         word = .allocate(capacity: 1)
@@ -62,10 +62,14 @@ final class PollWaiter: @unchecked Sendable {
         _ = pb_futex_wake(word, Int32.max)
     }
 
+    func kick() { wake() }
+
     /// Sleeps until `wake` moves the generation past `observed`, the timeout (ns) passes, or
     /// the thread is interrupted. Returns false on timeout.
     func wait(observed: UInt32, timeoutNanoseconds: Int?, thread: EngineThread) -> Bool {
         let deadline = timeoutNanoseconds.map { pb_monotonic_ns() + Int64($0) }
+        thread.enterSleep(on: self)
+        defer { thread.leaveSleep() }
         while pb_load_u32(word) == observed && !thread.isInterruptPending {
             if let deadline {
                 let left = deadline - pb_monotonic_ns()

@@ -56,8 +56,13 @@ public struct WaitStrategy: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// Something a sleeping thread waits on, which an interruption can wake.
+protocol Kickable: AnyObject, Sendable {
+    func kick()
+}
+
 /// A sleep channel (`&cpipe` or `&cpipe->pipe_waiters` in the seed).
-final class WaitChannel: @unchecked Sendable {
+final class WaitChannel: Kickable, @unchecked Sendable {
     /// [0]: the generation (the futex word), [1]: threads parked in the futex,
     /// [2]: the adaptive spin estimate in ns. Kept on one cache line of their own.
     private let words: UnsafeMutablePointer<UInt32>
@@ -152,7 +157,7 @@ final class WaitChannel: @unchecked Sendable {
 public final class EngineThread: @unchecked Sendable {
     /// A small lock guarding `sleepingOn` and `signalCounts`; the pending word is atomic.
     private let lock = PipeMutex()
-    private var sleepingOn: WaitChannel?
+    private var sleepingOn: (any Kickable)?
     /// 0: none, 1: EINTR pending, 2: ERESTART pending.
     private let pending: UnsafeMutablePointer<UInt32>
     private var signalCounts: [Signal: Int] = [:]
@@ -213,13 +218,13 @@ public final class EngineThread: @unchecked Sendable {
     /// call returned to the caller (the kernel's `ast` on the way out to user mode).
     func discardInterruption() { _ = pb_exchange_u32(pending, 0) }
 
-    fileprivate func enterSleep(on channel: WaitChannel) {
+    func enterSleep(on channel: any Kickable) {
         lock.lock()
         sleepingOn = channel
         lock.unlock()
     }
 
-    fileprivate func leaveSleep() {
+    func leaveSleep() {
         lock.lock()
         sleepingOn = nil
         lock.unlock()

@@ -19,6 +19,8 @@ static inline uint32_t pb_load_relaxed_u32(const uint32_t *p) { return __atomic_
 static inline void pb_store_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 static inline uint32_t pb_fetch_add_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline uint32_t pb_fetch_sub_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t pb_fetch_or_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t pb_fetch_and_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST); }
 static inline uint32_t pb_exchange_u32(uint32_t *p, uint32_t v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
 
 static inline int64_t pb_load_i64(const int64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
@@ -102,5 +104,12 @@ enum { PB_SPLICE_F_GIFT = 8, PB_SPLICE_F_NONBLOCK = 2 };
 
 /// Writes a line to stderr (Swift 6 cannot touch the `stderr` global safely).
 void pb_write_stderr(const char *line);
+
+// MARK: CPU lists (appended for placement)
+
+/// The CPUs in the affinity mask of thread `tid` (0: the calling thread; getpid(): the
+/// process's main thread), lowest first; writes at most `capacity` of them to `cpus` and
+/// returns how many the mask holds (which may exceed `capacity`), or -errno.
+int pb_affinity_cpus(int tid, int *cpus, int capacity);
 
 #endif

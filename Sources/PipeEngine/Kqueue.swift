@@ -1,0 +1,465 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// kqueue and kevent over the pipe filters of sys_pipe.c (pipe_kqfilter, filt_piperead,
+// filt_pipewrite, filt_pipedetach, knlist_clear), with the parts of kern_event.c they rely
+// on: registration evaluates the filter at once; active knotes are reported in activation
+// order; EV_CLEAR resets data after reporting; EV_ONESHOT reports once, without calling the
+// filter again, and deletes; EV_DISPATCH disables after reporting; EV_RECEIPT and errors come
+// back as EV_ERROR entries while there is room.
+//
+// Locking: a knote's pipe mutex is taken before its kqueue's mutex, never after. Filters run
+// with the pipe mutex held (KNOTE_LOCKED from pipeselwakeup, or the scan re-checking a
+// level-triggered knote); the kqueue mutex guards the knote table, the active queue, each
+// knote's status bits and the list of threads waiting in kevent.
+
+/// `struct kevent` (FreeBSD's layout of fields; `ident` is the descriptor).
+public struct Kevent: Sendable, Hashable {
+    public var ident: UInt
+    public var filter: Int16
+    public var flags: UInt16
+    public var fflags: UInt32
+    public var data: Int
+    public var udata: UInt
+
+    public init(ident: UInt, filter: Int16, flags: UInt16, fflags: UInt32 = 0, data: Int = 0,
+                udata: UInt = 0) {
+        self.ident = ident
+        self.filter = filter
+        self.flags = flags
+        self.fflags = fflags
+        self.data = data
+        self.udata = udata
+    }
+
+    public static let EVFILT_READ: Int16 = -1
+    public static let EVFILT_WRITE: Int16 = -2
+    public static let EVFILT_AIO: Int16 = -3
+    public static let EVFILT_VNODE: Int16 = -4
+    public static let EVFILT_PROC: Int16 = -5
+    public static let EVFILT_SIGNAL: Int16 = -6
+    public static let EVFILT_TIMER: Int16 = -7
+
+    public static let EV_ADD: UInt16 = 0x0001
+    public static let EV_DELETE: UInt16 = 0x0002
+    public static let EV_ENABLE: UInt16 = 0x0004
+    public static let EV_DISABLE: UInt16 = 0x0008
+    public static let EV_ONESHOT: UInt16 = 0x0010
+    public static let EV_CLEAR: UInt16 = 0x0020
+    public static let EV_RECEIPT: UInt16 = 0x0040
+    public static let EV_DISPATCH: UInt16 = 0x0080
+    public static let EV_ERROR: UInt16 = 0x4000
+    public static let EV_EOF: UInt16 = 0x8000
+    /// Flags a registration keeps (`EV_SYSFLAGS` are never taken from the caller).
+    static let storedFlags: UInt16 = EV_ONESHOT | EV_CLEAR | EV_DISPATCH | EV_RECEIPT
+}
+
+/// A kqueue descriptor.
+final class KqueueFile: FileObject, @unchecked Sendable {
+    let kq: Kqueue
+    init(kq: Kqueue, cred: Credential) {
+        self.kq = kq
+        super.init(flags: [.FREAD, .FWRITE], cred: cred)
+    }
+}
+
+/// Which filter operations a knote uses (`kn_fop`).
+enum KnoteOps { case read, write, notSupported }
+
+/// `struct knote`.
+final class Knote: KnoteHook, @unchecked Sendable {
+    unowned(unsafe) let kq: Kqueue
+    let fd: Int32
+    let filter: Int16
+    let ops: KnoteOps
+    /// `kn_fp`: the file it was registered on (f_flag, f_pipegen).
+    let fp: File?
+    /// `kn_hook`: the pipe whose knlist holds it; nil once detached.
+    var hook: Pipe?
+    // Guarded by the kqueue mutex, except `data` and `eofFlag`, written by the filter with
+    // the pipe mutex held and read by the scan with both held.
+    var flags: UInt16
+    var fflags: UInt32
+    var data = 0
+    var udata: UInt
+    var queued = false
+    var disabled = false
+    var dropped = false
+
+    init(kq: Kqueue, fd: Int32, filter: Int16, ops: KnoteOps, fp: File?, kev: Kevent) {
+        self.kq = kq
+        self.fd = fd
+        self.filter = filter
+        self.ops = ops
+        self.fp = fp
+        flags = kev.flags & Kevent.storedFlags
+        fflags = kev.fflags
+        udata = kev.udata
+    }
+
+    /// `kn_fop->f_event(kn, 0)`, with the pipe mutex held.
+    func event() -> Bool {
+        switch ops {
+        case .notSupported: return false                       // filt_pipenotsup
+        case .read: return filt_piperead()
+        case .write: return filt_pipewrite()
+        }
+    }
+
+    /// `filt_piperead`.
+    private func filt_piperead() -> Bool {
+        guard let rpipe = hook, let fp else { return false }
+        data = rpipe.pipe_buffer.cnt
+        if data == 0 { data = rpipe.pipe_pages.cnt }
+        if rpipe.pipe_state.contains(.EOF) && (!rpipe.isNamed || fp.f_pipegen != rpipe.pipe_wgen) {
+            flags |= Kevent.EV_EOF
+            return true
+        }
+        flags &= ~Kevent.EV_EOF
+        return data > 0
+    }
+
+    /// `filt_pipewrite`.
+    private func filt_pipewrite() -> Bool {
+        guard let wpipe = hook else { return false }
+        if wpipe.pipe_present == .ACTIVE || wpipe.isNamed {
+            if wpipe.pipe_state.contains(.DIRECTW) {
+                data = 0
+            } else if wpipe.pipe_buffer.size > 0 {
+                data = wpipe.pipe_buffer.size - wpipe.pipe_buffer.cnt
+            } else {
+                data = PIPE_BUF
+            }
+        }
+        if wpipe.pipe_present != .ACTIVE || wpipe.pipe_state.contains(.EOF) {
+            flags |= Kevent.EV_EOF
+            return true
+        }
+        flags &= ~Kevent.EV_EOF
+        return data >= PIPE_BUF
+    }
+
+    /// KNOTE_LOCKED: the pipe changed; run the filter and queue the knote if it fires.
+    func activate() {
+        if event() { kq.enqueue(self) }
+    }
+
+    /// knlist_clear: the pipe end is closing; report EOF once and forget the pipe.
+    func detachOnClose() {
+        hook = nil
+        kq.lock.lock()
+        flags |= Kevent.EV_EOF | Kevent.EV_ONESHOT
+        kq.lock.unlock()
+        kq.enqueue(self)
+    }
+}
+
+/// `struct kqueue`.
+final class Kqueue: @unchecked Sendable {
+    let lock = PipeMutex()
+    var knotes: [KnoteKey: Knote] = [:]
+    var active: [Knote] = []
+    var waiters: [PollWaiter] = []
+
+    struct KnoteKey: Hashable {
+        let fd: Int32
+        let filter: Int16
+    }
+
+    /// KNOTE_ACTIVATE: queue in activation order (once) and wake kevent/poll waiters.
+    func enqueue(_ kn: Knote) {
+        lock.lock()
+        if !kn.queued && !kn.disabled && !kn.dropped {
+            kn.queued = true
+            active.append(kn)
+            for waiter in waiters { waiter.wake() }
+        }
+        lock.unlock()
+    }
+
+    func dequeue(_ kn: Knote) {
+        if kn.queued {
+            kn.queued = false
+            active.removeAll { $0 === kn }
+        }
+    }
+}
+
+/// The kqueues of one PipeSystem, so that closing a descriptor can drop its knotes
+/// (`knote_fdclose`) and a finished wait can leave every kqueue it waited on.
+final class KqueueRegistry: @unchecked Sendable {
+    private let lock = PipeMutex()
+    private var all: [ObjectIdentifier: Kqueue] = [:]
+
+    func add(_ kq: Kqueue) { lock.lock(); all[ObjectIdentifier(kq)] = kq; lock.unlock() }
+    func remove(_ kq: Kqueue) { lock.lock(); all[ObjectIdentifier(kq)] = nil; lock.unlock() }
+    var snapshot: [Kqueue] { lock.lock(); defer { lock.unlock() }; return Array(all.values) }
+
+    func forget(_ waiter: PollWaiter) {
+        for kq in snapshot {
+            kq.lock.lock()
+            kq.waiters.removeAll { $0 === waiter }
+            kq.lock.unlock()
+        }
+    }
+}
+
+extension PipeSystem {
+    /// `kqueue()`: a new kqueue descriptor.
+    public func kqueue() throws(Errno) -> Int32 {
+        let kq = Kqueue()
+        let file = KqueueFile(kq: kq, cred: credential)
+        let fd = try falloc(file, cloexec: false)
+        kqueues.add(kq)
+        return fd
+    }
+
+    /// `kevent(kq, changelist, nchanges, eventlist, nevents, timeout)`: applies `changes` in
+    /// order, then returns up to `capacity` events, waiting up to `timeout` nanoseconds
+    /// (nil: no limit, 0: poll). A change that fails, or asks for EV_RECEIPT, yields an
+    /// EV_ERROR entry (data = errno or 0) while there is room, and no events are scanned
+    /// then; a failing change with no room left throws its errno.
+    public func kevent(_ kqfd: Int32, changes: [Kevent], capacity: Int,
+                       timeout nanoseconds: Int?) throws(Errno) -> [Kevent] {
+        guard capacity >= 0 else { throw .invalidArgument }
+        guard let fo = table.fget(kqfd) else { throw .badFileDescriptor }
+        defer { fdrop(fo) }
+        guard let kqf = fo as? KqueueFile else { throw .badFileDescriptor }
+        let kq = kqf.kq
+        var out: [Kevent] = []
+        var nerrors = 0
+        for change in changes {
+            let error = kqueue_register(kq, change)
+            if error != nil || change.flags & Kevent.EV_RECEIPT != 0 {
+                if out.count >= capacity {
+                    if let error { throw error }
+                    continue
+                }
+                var entry = change
+                entry.flags = Kevent.EV_ERROR
+                entry.data = Int(error?.rawValue ?? 0)
+                out.append(entry)
+                nerrors += 1
+            }
+        }
+        if nerrors > 0 || capacity == 0 { return out }
+        _ = try kern_poll(timeout: nanoseconds) { (waiter, _) throws(Errno) -> Int in
+            out = kqueue_scan(kq, capacity)
+            if out.isEmpty, let waiter {
+                kq.lock.lock()
+                if !kq.waiters.contains(where: { $0 === waiter }) { kq.waiters.append(waiter) }
+                let raced = !kq.active.isEmpty
+                kq.lock.unlock()
+                if raced { waiter.wake() }
+            }
+            return out.count
+        }
+        return out
+    }
+
+    /// `kqueue_register`: add, modify, enable, disable or delete one knote.
+    private func kqueue_register(_ kq: Kqueue, _ kev: Kevent) -> Errno? {
+        guard kev.filter == Kevent.EVFILT_READ || kev.filter == Kevent.EVFILT_WRITE ||
+                (kev.filter < 0 && kev.filter >= Kevent.EVFILT_TIMER) else { return .invalidArgument }
+        guard kev.ident <= UInt(Int32.max) else { return .badFileDescriptor }
+        let fd = Int32(kev.ident)
+        let key = Kqueue.KnoteKey(fd: fd, filter: kev.filter)
+        kq.lock.lock()
+        let existing = kq.knotes[key]
+        kq.lock.unlock()
+
+        if kev.flags & Kevent.EV_DELETE != 0 {
+            guard let kn = existing else { return .noSuchEntry }
+            knote_drop(kn)
+            return nil
+        }
+        var kn: Knote
+        if let existing {
+            kn = existing
+            if kev.flags & Kevent.EV_ADD != 0 {
+                kq.lock.lock()
+                kn.udata = kev.udata
+                kn.flags = (kn.flags & ~Kevent.storedFlags) | (kev.flags & Kevent.storedFlags)
+                kn.fflags = kev.fflags
+                kq.lock.unlock()
+            }
+        } else {
+            guard kev.flags & Kevent.EV_ADD != 0 else { return .noSuchEntry }
+            guard let fo = table.fget(fd) else { return .badFileDescriptor }
+            defer { fdrop(fo) }
+            guard let fp = fo as? File else { return .invalidArgument }
+            switch pipe_kqfilter(kq, fp, fd, kev) {
+            case .success(let made): kn = made
+            case .failure(let error): return error
+            }
+            kq.lock.lock()
+            kq.knotes[key] = kn
+            kq.lock.unlock()
+        }
+        if kev.flags & Kevent.EV_DISABLE != 0 {
+            kq.lock.lock()
+            kn.disabled = true
+            kq.dequeue(kn)
+            kq.lock.unlock()
+            return nil
+        }
+        if kev.flags & Kevent.EV_ENABLE != 0 {
+            kq.lock.lock()
+            kn.disabled = false
+            kq.lock.unlock()
+        }
+        // Registration (and enabling) evaluates the filter at once.
+        if let pipe = kn.hook {
+            pipe.PIPE_LOCK()
+            kn.activate()
+            pipe.PIPE_UNLOCK()
+        } else if kn.flags & Kevent.EV_EOF != 0 {
+            kq.enqueue(kn)
+        }
+        return nil
+    }
+
+    /// `pipe_kqfilter`: choose the filter and the knlist.
+    private func pipe_kqfilter(_ kq: Kqueue, _ fp: File, _ fd: Int32, _ kev: Kevent) -> Result<Knote, Errno> {
+        // If a filter is requested that is not supported by this file descriptor, don't
+        // return an error, but also don't ever generate an event.
+        if kev.filter == Kevent.EVFILT_READ && !fp.f_flag.contains(.FREAD) ||
+            kev.filter == Kevent.EVFILT_WRITE && !fp.f_flag.contains(.FWRITE) {
+            return .success(Knote(kq: kq, fd: fd, filter: kev.filter, ops: .notSupported, fp: fp, kev: kev))
+        }
+        var cpipe = fp.f_data
+        cpipe.PIPE_LOCK()
+        let ops: KnoteOps
+        switch kev.filter {
+        case Kevent.EVFILT_READ:
+            ops = .read
+        case Kevent.EVFILT_WRITE:
+            ops = .write
+            if cpipe.pipe_peer.pipe_present != .ACTIVE {
+                // other end of pipe has been closed
+                cpipe.PIPE_UNLOCK()
+                return .failure(.brokenPipe)
+            }
+            cpipe = cpipe.PIPE_PEER
+        default:
+            cpipe.PIPE_UNLOCK()
+            return .failure(.invalidArgument)
+        }
+        let kn = Knote(kq: kq, fd: fd, filter: kev.filter, ops: ops, fp: fp, kev: kev)
+        kn.hook = cpipe
+        cpipe.pipe_sel.notes.append(kn)            // knlist_add
+        cpipe.PIPE_UNLOCK()
+        return .success(kn)
+    }
+
+    /// Detach a knote from its pipe (`filt_pipedetach`) and forget it.
+    private func knote_drop(_ kn: Knote) {
+        if let pipe = kn.hook {
+            pipe.PIPE_LOCK()
+            pipe.pipe_sel.notes.removeAll { $0 === kn }   // knlist_remove
+            kn.hook = nil
+            pipe.PIPE_UNLOCK()
+        }
+        let kq = kn.kq
+        kq.lock.lock()
+        kn.dropped = true
+        kq.dequeue(kn)
+        if kq.knotes[Kqueue.KnoteKey(fd: kn.fd, filter: kn.filter)] === kn {
+            kq.knotes[Kqueue.KnoteKey(fd: kn.fd, filter: kn.filter)] = nil
+        }
+        kq.lock.unlock()
+    }
+
+    /// `kqueue_scan` without the sleep: report up to `max` active knotes, in order.
+    private func kqueue_scan(_ kq: Kqueue, _ max: Int) -> [Kevent] {
+        var out: [Kevent] = []
+        // Like the kernel's marker knote: only what was active when the scan began is looked
+        // at, so a level-triggered knote put back at the end is not reported twice.
+        kq.lock.lock()
+        var budget = kq.active.count
+        kq.lock.unlock()
+        while out.count < max && budget > 0 {
+            budget -= 1
+            kq.lock.lock()
+            guard !kq.active.isEmpty else { kq.lock.unlock(); break }
+            let kn = kq.active.removeFirst()
+            kn.queued = false
+            let pipe = kn.hook
+            kq.lock.unlock()
+
+            pipe?.PIPE_LOCK()
+            kq.lock.lock()
+            if kn.dropped || kn.disabled {
+                kq.lock.unlock()
+                pipe?.PIPE_UNLOCK()
+                continue
+            }
+            let oneshot = kn.flags & Kevent.EV_ONESHOT != 0
+            // A one-shot knote is reported as it fired; the others are re-checked (level).
+            var fires = true
+            if !oneshot {
+                kq.lock.unlock()
+                fires = pipe != nil && kn.event()
+                kq.lock.lock()
+            }
+            if !fires {
+                kq.lock.unlock()
+                pipe?.PIPE_UNLOCK()
+                continue
+            }
+            out.append(Kevent(ident: UInt(kn.fd), filter: kn.filter,
+                              flags: kn.flags & ~(Kevent.EV_RECEIPT), fflags: kn.fflags,
+                              data: kn.data, udata: kn.udata))
+            let drop = oneshot
+            if !oneshot {
+                if kn.flags & Kevent.EV_CLEAR != 0 {
+                    kn.data = 0                        // EV_CLEAR: wait for the next event
+                    kn.fflags = 0
+                }
+                if kn.flags & Kevent.EV_DISPATCH != 0 {
+                    kn.disabled = true                 // EV_DISPATCH: off until EV_ENABLE
+                } else if kn.flags & Kevent.EV_CLEAR == 0 && !kn.queued {
+                    kn.queued = true                   // level-triggered: stays active
+                    kq.active.append(kn)
+                }
+            }
+            kq.lock.unlock()
+            pipe?.PIPE_UNLOCK()
+            if drop { knote_drop(kn) }
+        }
+        return out
+    }
+
+    /// `knote_fdclose`: the descriptor is being closed; its knotes go from every kqueue.
+    func knote_fdclose(_ fd: Int32) {
+        for kq in kqueues.snapshot {
+            kq.lock.lock()
+            let doomed = kq.knotes.values.filter { $0.fd == fd }
+            kq.lock.unlock()
+            for kn in doomed { knote_drop(kn) }
+        }
+    }
+
+    /// `kqueue_close`: drop every knote, forget the kqueue.
+    func kqueue_close(_ kqf: KqueueFile) {
+        let kq = kqf.kq
+        kq.lock.lock()
+        let all = Array(kq.knotes.values)
+        kq.lock.unlock()
+        for kn in all { knote_drop(kn) }
+        kqueues.remove(kq)
+    }
+
+    /// `kqueue_poll`: a kqueue is readable while it has active knotes.
+    func kqueue_poll(_ kqf: KqueueFile, _ events: Int16, _ waiter: PollWaiter?) -> Int16 {
+        let kq = kqf.kq
+        kq.lock.lock()
+        defer { kq.lock.unlock() }
+        if !kq.active.isEmpty {
+            return events & (PollEvents.POLLIN | PollEvents.POLLRDNORM)
+        }
+        if let waiter, !kq.waiters.contains(where: { $0 === waiter }) { kq.waiters.append(waiter) }
+        return 0
+    }
+}
