@@ -47,7 +47,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "PipeEngineTests", dependencies: ["PipeEngine", "CPipeSys"]),
+        // Counts each thread's heap allocations in the test process (hot-path checks).
+        .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
+        .testTarget(name: "PipeEngineTests", dependencies: ["PipeEngine", "CPipeSys", "CMallocCounter"]),
         .testTarget(name: "PipeHarnessTests", dependencies: ["PipeHarness", "PipeEngine"]),
+        .testTarget(name: "PipeBenchCLITests", dependencies: ["PipeHarness"]),
     ]
 )
