@@ -14,8 +14,17 @@ public struct PingPongConfig: Sendable {
     public var iterations: Int
     /// Round trips run first and not recorded (caches, page faults, the scheduler's guesses).
     public var warmupIterations: Int
-    public var clientCPU: Int?
-    public var serverCPU: Int?
+    /// Where the client (the placement's writer side) and the server (its reader side) run
+    /// and where their buffers live; `arenaNode` places both engine channels' arenas.
+    public var placement: Placement
+    public var clientCPU: Int? {
+        get { placement.writerCPU }
+        set { placement.writerCPU = newValue }
+    }
+    public var serverCPU: Int? {
+        get { placement.readerCPU }
+        set { placement.readerCPU = newValue }
+    }
     /// Send the sequence-numbered `Payload` (message i is stream bytes [i·M, (i+1)·M)) and
     /// check every echoed byte.
     public var verify: Bool
@@ -30,15 +39,16 @@ public struct PingPongConfig: Sendable {
         transport: TransportKind, options: TransportOptions = TransportOptions(),
         messageSize: Int = 1, iterations: Int = 10_000, warmupIterations: Int = 1_000,
         clientCPU: Int? = nil, serverCPU: Int? = nil, verify: Bool = false,
-        payload: Payload = Payload(), ratePerSecond: Double? = nil
+        payload: Payload = Payload(), ratePerSecond: Double? = nil, placement: Placement = Placement()
     ) {
+        self.placement = placement
         self.transport = transport
         self.options = options
         self.messageSize = messageSize
         self.iterations = iterations
         self.warmupIterations = warmupIterations
-        self.clientCPU = clientCPU
-        self.serverCPU = serverCPU
+        if let clientCPU { self.placement.writerCPU = clientCPU }
+        if let serverCPU { self.placement.readerCPU = serverCPU }
         self.verify = verify
         self.payload = payload
         self.ratePerSecond = ratePerSecond
@@ -101,6 +111,12 @@ public struct PingPongResult: Codable, Sendable {
     public var clientCPUsSeen: [Int]
     public var serverCPUsSeen: [Int]
     public var firstMismatch: Mismatch?
+    /// The placement asked for (nil when none was).
+    public var placement: Placement? = nil
+    /// Where the client's buffers, the server's buffer and (engine) both arenas really were.
+    public var clientMemory: MemoryLocation? = nil
+    public var serverMemory: MemoryLocation? = nil
+    public var arenaMemory: MemoryLocation? = nil
 
     public var integrityOK: Bool { verified && firstMismatch == nil }
 }
@@ -118,8 +134,11 @@ public enum PingPongWorkload {
     /// Runs one pingpong measurement over two fresh channels of `config.transport`.
     public static func run(_ config: PingPongConfig) throws -> PingPongMeasurement {
         try config.validate()
+        if !config.placement.isUnplaced { try config.placement.validate() }
         let ping = try makeChannel(config.transport, config.options)
         let pong = try makeChannel(config.transport, config.options)
+        try bindEngineArena(ping, node: config.placement.arenaNode)
+        try bindEngineArena(pong, node: config.placement.arenaNode)
         return try run(config, ping: ping, pong: pong)
     }
 
@@ -151,16 +170,22 @@ public enum PingPongWorkload {
         case (_, .failure(let e)): throw e   // the server's error explains the client's EOF
         }
         let sr = try s.get()
-        return PingPongMeasurement(
-            result: PingPongResult(
+        var result = PingPongResult(
                 transport: config.transport.rawValue, messageSize: config.messageSize,
                 iterations: config.iterations, warmupIterations: config.warmupIterations,
                 clientCPU: config.clientCPU, serverCPU: config.serverCPU, verified: config.verify,
                 ratePerSecond: config.ratePerSecond, latency: LatencySummary(cr.histogram),
                 lateSends: cr.lateSends, wallNs: cr.wallNs, clientCPUNs: cr.cpuNs,
                 serverCPUNs: sr.cpuNs, clientCPUsSeen: cr.cpusSeen, serverCPUsSeen: sr.cpusSeen,
-                firstMismatch: cr.mismatch),
-            histogram: cr.histogram)
+                firstMismatch: cr.mismatch)
+        result.placement = config.placement.isUnplaced ? nil : config.placement
+        result.clientMemory = cr.memory
+        result.serverMemory = sr.memory
+        switch (cr.arena, sr.arena) {
+        case let (a?, b?): result.arenaMemory = a.merged(with: b)
+        case let (a, b): result.arenaMemory = a ?? b
+        }
+        return PingPongMeasurement(result: result, histogram: cr.histogram)
     }
 
     struct ClientReport: Sendable {
@@ -170,12 +195,18 @@ public enum PingPongWorkload {
         var cpuNs: Int64 = 0
         var cpusSeen: [Int] = []
         var mismatch: Mismatch?
+        var memory: MemoryLocation?
+        /// The pong channel's arena (which the client reads), checked before it is closed.
+        var arena: MemoryLocation?
     }
 
     struct ServerReport: Sendable {
         var cpuNs: Int64 = 0
         var cpusSeen: [Int] = []
         var messages = 0
+        var memory: MemoryLocation?
+        /// The ping channel's arena (which the server reads), checked before it is closed.
+        var arena: MemoryLocation?
     }
 
     private static func clientSide(
@@ -183,15 +214,22 @@ public enum PingPongWorkload {
     ) throws -> ClientReport {
         // Closing our sending end ends the server's loop; on error too, or it would wait forever.
         defer { ping.closeWriteEnd(); pong.closeReadEnd() }
-        let pinError: Error?
-        do { try pinCurrentThread(config.clientCPU); pinError = nil } catch { pinError = error }
         let m = config.messageSize
-        let out = AlignedBuffer(count: m)
-        let back = AlignedBuffer(count: m)
+        // Placed first, so that the buffers are touched (allocated) where the thread runs.
+        let setup = Swift.Result { () throws -> (AlignedBuffer, AlignedBuffer) in
+            try applyThreadPlacement(cpu: config.placement.writerCPU, node: config.placement.writerNode)
+            let node = config.placement.writerMemoryNode
+            return (try AlignedBuffer(count: m, node: node, what: "client send buffer"),
+                    try AlignedBuffer(count: m, node: node, what: "client receive buffer"))
+        }
         var report = ClientReport(histogram: Histogram<UInt64>(
             lowestDiscernibleValue: 1, highestTrackableValue: highestTrackableNs, numberOfSignificantValueDigits: .three))
 
-        guard barrier.arriveAndWait(failed: pinError != nil) else { throw pinError ?? HarnessError.peerClosed("pingpong server failed to start") }
+        guard barrier.arriveAndWait(failed: (try? setup.get()) == nil) else {
+            if case .failure(let e) = setup { throw e }
+            throw HarnessError.peerClosed("pingpong server failed to start")
+        }
+        let (out, back) = try setup.get()
         report.cpusSeen.append(Int(pb_sched_getcpu()))
 
         // One round trip. For vmsplice: `out` is rewritten only after the echo of the previous
@@ -237,6 +275,8 @@ public enum PingPongWorkload {
         report.wallNs = pb_monotonic_ns() - start
         report.cpuNs = pb_thread_cpu_ns() - cpu0
         report.cpusSeen.append(Int(pb_sched_getcpu()))
+        report.memory = out.location("client buffers").merged(with: back.location("client buffers"))
+        report.arena = queryEngineArena(pong, requestedNode: config.placement.arenaNode)
         return report
     }
 
@@ -244,11 +284,16 @@ public enum PingPongWorkload {
         _ config: PingPongConfig, _ ping: ByteChannel, _ pong: ByteChannel, _ barrier: SpinBarrier
     ) throws -> ServerReport {
         defer { pong.closeWriteEnd(); ping.closeReadEnd() }
-        let pinError: Error?
-        do { try pinCurrentThread(config.serverCPU); pinError = nil } catch { pinError = error }
         let m = config.messageSize
-        let buffer = AlignedBuffer(count: m)
-        guard barrier.arriveAndWait(failed: pinError != nil) else { throw pinError ?? HarnessError.peerClosed("pingpong client failed to start") }
+        let setup = Swift.Result { () throws -> AlignedBuffer in
+            try applyThreadPlacement(cpu: config.placement.readerCPU, node: config.placement.readerNode)
+            return try AlignedBuffer(count: m, node: config.placement.readerMemoryNode, what: "server buffer")
+        }
+        guard barrier.arriveAndWait(failed: (try? setup.get()) == nil) else {
+            if case .failure(let e) = setup { throw e }
+            throw HarnessError.peerClosed("pingpong client failed to start")
+        }
+        let buffer = try setup.get()
         var report = ServerReport()
         report.cpusSeen.append(Int(pb_sched_getcpu()))
         let cpu0 = pb_thread_cpu_ns()
@@ -261,6 +306,8 @@ public enum PingPongWorkload {
         }
         report.cpuNs = pb_thread_cpu_ns() - cpu0   // includes the warm-up round trips
         report.cpusSeen.append(Int(pb_sched_getcpu()))
+        report.memory = buffer.location("server buffer")
+        report.arena = queryEngineArena(ping, requestedNode: config.placement.arenaNode)
         return report
     }
 

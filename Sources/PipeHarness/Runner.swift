@@ -2,6 +2,11 @@
 public enum Workload: Sendable {
     case stream(StreamConfig)
     case pingpong(PingPongConfig)
+    /// K writer/reader pairs at once; summarised by aggregate throughput.
+    case pairs(PairsConfig)
+    /// A stream in an engine whose KVA is filled to a tier; summarised by its throughput
+    /// (0 for the exhausted tier, where no pipe can be made: see the result's `workloadError`).
+    case kvaPressure(KVAPressureConfig)
 
     /// The number each repetition is summarised by: stream throughput in bytes per second
     /// (higher is better), pingpong median round trip in ns (lower is better). The full
@@ -10,17 +15,19 @@ public enum Workload: Sendable {
         switch self {
         case .stream: return "throughput"
         case .pingpong: return "p50 round trip"
+        case .pairs: return "aggregate throughput"
+        case .kvaPressure: return "throughput"
         }
     }
     public var unit: String {
         switch self {
-        case .stream: return "B/s"
+        case .stream, .pairs, .kvaPressure: return "B/s"
         case .pingpong: return "ns"
         }
     }
     public var higherIsBetter: Bool {
         switch self {
-        case .stream: return true
+        case .stream, .pairs, .kvaPressure: return true
         case .pingpong: return false
         }
     }
@@ -43,6 +50,8 @@ public struct Repetition: Codable, Sendable {
     public var value: Double
     public var stream: StreamResult?
     public var pingpong: PingPongResult?
+    public var pairs: PairsResult? = nil
+    public var kvaPressure: KVAPressureResult? = nil
 }
 
 public struct ConfigurationReport: Codable, Sendable {
@@ -130,6 +139,10 @@ public struct Runner: Sendable {
                 if let a = c.writerCPU, let b = c.readerCPU { return Probe(cpuA: a, cpuB: b) }
             case .pingpong(let c):
                 if let a = c.clientCPU, let b = c.serverCPU { return Probe(cpuA: a, cpuB: b) }
+            case .pairs(let c):
+                if let p = c.placements.first, let a = p.writerCPU, let b = p.readerCPU { return Probe(cpuA: a, cpuB: b) }
+            case .kvaPressure(let c):
+                if let a = c.stream.writerCPU, let b = c.stream.readerCPU { return Probe(cpuA: a, cpuB: b) }
             }
         }
         let cpus = EnvironmentInfo.captureUsableCPUs()
@@ -208,6 +221,26 @@ public struct Runner: Sendable {
                 throw HarnessError.integrity(offset: m.offset, expected: m.expected, actual: m.actual)
             }
             return Repetition(order: 0, value: Double(r.latency.p50), stream: nil, pingpong: r)
+        case .pairs(let config):
+            let r = try PairsWorkload.run(config)
+            if config.verify {
+                for p in r.perPair {
+                    if let m = p.firstMismatch {
+                        throw HarnessError.integrity(offset: m.offset, expected: m.expected, actual: m.actual)
+                    }
+                    if p.bytesReceived != p.totalBytes {
+                        throw HarnessError.unexpectedEOF(expected: p.totalBytes, received: p.bytesReceived)
+                    }
+                }
+            }
+            return Repetition(order: 0, value: r.aggregateBytesPerSecond, stream: nil, pingpong: nil, pairs: r)
+        case .kvaPressure(let config):
+            let r = try KVAPressureWorkload.run(config)
+            if config.stream.verify, let s = r.stream {
+                if let m = s.firstMismatch { throw HarnessError.integrity(offset: m.offset, expected: m.expected, actual: m.actual) }
+                if s.bytesReceived != s.totalBytes { throw HarnessError.unexpectedEOF(expected: s.totalBytes, received: s.bytesReceived) }
+            }
+            return Repetition(order: 0, value: r.bytesPerSecond, stream: r.stream, pingpong: nil, kvaPressure: r)
         }
     }
 }

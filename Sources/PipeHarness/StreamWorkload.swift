@@ -9,10 +9,20 @@ public struct StreamConfig: Sendable {
     public var writeSize: Int
     /// Bytes asked for per read call.
     public var readSize: Int
-    /// CPUs to pin the writer and reader to; nil lets the scheduler place them. For memcpy
-    /// the single copying thread uses `writerCPU`.
-    public var writerCPU: Int?
-    public var readerCPU: Int?
+    /// Where the writer and reader run and where their buffers live. For memcpy the single
+    /// copying thread uses the writer's CPU and node, its source buffer the writer's memory
+    /// node and its destination the reader's.
+    public var placement: Placement
+    /// CPUs to pin the writer and reader to (`placement.writerCPU`, `placement.readerCPU`);
+    /// nil lets the scheduler place them.
+    public var writerCPU: Int? {
+        get { placement.writerCPU }
+        set { placement.writerCPU = newValue }
+    }
+    public var readerCPU: Int? {
+        get { placement.readerCPU }
+        set { placement.readerCPU = newValue }
+    }
     /// Send the sequence-numbered `Payload` and check every received byte.
     public var verify: Bool
     public var payload: Payload
@@ -20,17 +30,19 @@ public struct StreamConfig: Sendable {
     public init(
         transport: TransportKind, options: TransportOptions = TransportOptions(),
         totalBytes: Int, writeSize: Int = 64 * 1024, readSize: Int = 64 * 1024,
-        writerCPU: Int? = nil, readerCPU: Int? = nil, verify: Bool = false, payload: Payload = Payload()
+        writerCPU: Int? = nil, readerCPU: Int? = nil, verify: Bool = false, payload: Payload = Payload(),
+        placement: Placement = Placement()
     ) {
         self.transport = transport
         self.options = options
         self.totalBytes = totalBytes
         self.writeSize = writeSize
         self.readSize = readSize
-        self.writerCPU = writerCPU
-        self.readerCPU = readerCPU
+        self.placement = placement
         self.verify = verify
         self.payload = payload
+        if let writerCPU { self.placement.writerCPU = writerCPU }
+        if let readerCPU { self.placement.readerCPU = readerCPU }
     }
 
     func validate() throws {
@@ -68,6 +80,13 @@ public struct StreamResult: Codable, Sendable {
     public var kernelPipeSize: Int?
     /// The first wrong byte, when verifying; nil when all bytes matched or not verifying.
     public var firstMismatch: Mismatch?
+    /// The placement asked for (nil when none was).
+    public var placement: Placement? = nil
+    /// Where the writer's and reader's user buffers (memcpy: source and destination) and, for
+    /// the engine, the arena's pages really were at the end of the run (move_pages).
+    public var writerMemory: MemoryLocation? = nil
+    public var readerMemory: MemoryLocation? = nil
+    public var arenaMemory: MemoryLocation? = nil
 
     /// True when verification ran, found no wrong byte and every byte arrived.
     public var integrityOK: Bool { verified && firstMismatch == nil && bytesReceived == totalBytes }
@@ -78,8 +97,10 @@ public enum StreamWorkload {
     /// single-thread copy).
     public static func run(_ config: StreamConfig) throws -> StreamResult {
         try config.validate()
+        if !config.placement.isUnplaced { try config.placement.validate() }
         if config.transport == .memcpy { return try runMemcpy(config) }
         let channel = try makeChannel(config.transport, config.options)
+        try bindEngineArena(channel, node: config.placement.arenaNode)
         return try run(config, over: channel)
     }
 
@@ -87,8 +108,49 @@ public enum StreamWorkload {
     /// e.g. to inject faults in tests). `config.transport` is only recorded.
     public static func run(_ config: StreamConfig, over channel: ByteChannel) throws -> StreamResult {
         try config.validate()
-        let shared = Unchecked(channel)
         let barrier = SpinBarrier(parties: 2)
+        return try launch(config, over: channel, barrier: barrier).finish()
+    }
+
+    /// A stream whose two threads are running (or waiting at their start barrier).
+    struct Launched {
+        let config: StreamConfig
+        let channel: ByteChannel
+        let writer: WorkerThread<SideReport>
+        let reader: WorkerThread<SideReport>
+
+        /// Joins both threads and makes the result; the wall time runs from the first of the
+        /// two sides leaving the barrier to the last one finishing.
+        func finish() throws -> StreamResult {
+            try finishTimed().result
+        }
+
+        /// `finish`, plus the CLOCK_MONOTONIC times the first side started and the last ended.
+        func finishTimed() throws -> (result: StreamResult, start: Int64, end: Int64) {
+            let w = Swift.Result { try writer.join() }
+            let r = Swift.Result { try reader.join() }
+            // A reader error explains a writer's "peer closed", so report the reader's first.
+            let rr = try r.get()
+            let wr = try w.get()
+            return (try StreamWorkload.result(config, channel, wr, rr), min(wr.start, rr.start), max(wr.end, rr.end))
+        }
+    }
+
+    /// Starts the writer and reader of one stream; they wait at `barrier` (which may be shared
+    /// with other streams: the pairs workload). If the reader cannot be started, the missing
+    /// party arrives, failed, `releaseOthers` releases any other parties of a shared barrier,
+    /// the writer is joined and the error thrown. If the writer cannot be started, nothing
+    /// has arrived and the error is thrown at once.
+    ///
+    /// `finishLine` (pairs): each reader, once its stream has ended, waits there for every
+    /// other stream to end before it looks at memory and closes, so that the checks do not
+    /// disturb streams still running. `queryArena`: whether this reader checks the engine's
+    /// arena (one per shared arena is enough).
+    static func launch(
+        _ config: StreamConfig, over channel: ByteChannel, barrier: SpinBarrier,
+        finishLine: FinishLine? = nil, queryArena: Bool = true, releaseOthers: () -> Void = {}
+    ) throws -> Launched {
+        let shared = Unchecked(channel)
         // Reader progress (bytes read and verified), published for a writer that must not
         // rewrite bytes the transport may still refer to (vmsplice). Own cache line.
         let progress = SharedCounter()
@@ -99,23 +161,25 @@ public enum StreamWorkload {
         }
         let reader: WorkerThread<SideReport>
         do {
-            reader = try WorkerThread<SideReport>.start { try readerSide(config, shared.value, barrier, progress) }
+            reader = try WorkerThread<SideReport>.start {
+                try readerSide(config, shared.value, barrier, progress, finishLine, queryArena)
+            }
         } catch {
             // The writer is waiting at the barrier for a reader that will never come.
-            barrier.arriveAndWait(failed: true)
+            barrier.arrive(failed: true)
+            releaseOthers()
             _ = try? writer.join()
             throw error
         }
-        let w = Swift.Result { try writer.join() }
-        let r = Swift.Result { try reader.join() }
-        // A reader error explains a writer's "peer closed", so report the reader's first.
-        let rr = try r.get()
-        let wr = try w.get()
+        return Launched(config: config, channel: channel, writer: writer, reader: reader)
+    }
+
+    static func result(_ config: StreamConfig, _ channel: ByteChannel, _ wr: SideReport, _ rr: SideReport) throws -> StreamResult {
         if rr.bytes < config.totalBytes && rr.mismatch == nil {
             throw HarnessError.unexpectedEOF(expected: config.totalBytes, received: rr.bytes)
         }
         let wall = max(wr.end, rr.end) - min(wr.start, rr.start)
-        return StreamResult(
+        var result = StreamResult(
             transport: config.transport.rawValue, totalBytes: config.totalBytes,
             writeSize: config.writeSize, readSize: config.readSize,
             writerCPU: config.writerCPU, readerCPU: config.readerCPU, verified: config.verify,
@@ -124,6 +188,11 @@ public enum StreamWorkload {
             bytesPerSecond: Double(rr.bytes) / (Double(max(wall, 1)) / 1e9),
             writerCPUsSeen: wr.cpusSeen, readerCPUsSeen: rr.cpusSeen,
             kernelPipeSize: kernelPipeSize(of: channel), firstMismatch: rr.mismatch)
+        result.placement = config.placement.isUnplaced ? nil : config.placement
+        result.writerMemory = wr.memory
+        result.readerMemory = rr.memory
+        result.arenaMemory = rr.arena
+        return result
     }
 
     /// What one side measured, on its own clocks.
@@ -135,6 +204,10 @@ public enum StreamWorkload {
         var bytes = 0
         var cpusSeen: [Int] = []
         var mismatch: Mismatch?
+        /// Where this side's buffer was at the end; for the reader of an engine channel, the
+        /// arena too (checked before the read end closes and frees the pipe's buffer).
+        var memory: MemoryLocation?
+        var arena: MemoryLocation?
     }
 
     private static func writerSide(
@@ -142,9 +215,6 @@ public enum StreamWorkload {
         _ progress: SharedCounter, _ retained: Bool
     ) throws -> SideReport {
         defer { channel.closeWriteEnd() }   // on error too: the reader must see end of stream
-        let pinError: Error?
-        do { try pinCurrentThread(config.writerCPU); pinError = nil } catch { pinError = error }
-
         let w = config.writeSize
         // Source slots. Plain runs send one buffer, never modified, again and again. Verified
         // runs regenerate the payload before each write; when the transport keeps referring
@@ -152,10 +222,17 @@ public enum StreamWorkload {
         // large pipe, and before reusing a slot wait until the reader has read past the bytes
         // last sent from it — so the pages are never rewritten while still in the pipe.
         let slotCount = config.verify && retained ? max(2, (4 << 20) / w + 2) : 1
-        let slots = AlignedBuffer(count: slotCount * w)
+        // Placed first, so that the buffer is touched (and allocated) where the thread runs.
+        let setup = Swift.Result { () throws -> AlignedBuffer in
+            try applyThreadPlacement(cpu: config.placement.writerCPU, node: config.placement.writerNode)
+            return try AlignedBuffer(count: slotCount * w, node: config.placement.writerMemoryNode, what: "writer buffer")
+        }
+        guard barrier.arriveAndWait(failed: (try? setup.get()) == nil) else {
+            if case .failure(let e) = setup { throw e }
+            throw HarnessError.peerClosed("stream reader failed to start")
+        }
+        let slots = try setup.get()
         if !config.verify { config.payload.fill(slots.base, count: w, streamOffset: 0) }
-
-        guard barrier.arriveAndWait(failed: pinError != nil) else { throw pinError ?? HarnessError.peerClosed("stream reader failed to start") }
         var report = SideReport()
         report.cpusSeen.append(Int(pb_sched_getcpu()))
         let cpu0 = pb_thread_cpu_ns()
@@ -190,18 +267,28 @@ public enum StreamWorkload {
         report.cpuNs = pb_thread_cpu_ns() - cpu0
         report.cpusSeen.append(Int(pb_sched_getcpu()))
         report.bytes = sent
+        report.memory = slots.location("writer buffer")
         return report
     }
 
     private static func readerSide(
-        _ config: StreamConfig, _ channel: ByteChannel, _ barrier: SpinBarrier, _ progress: SharedCounter
+        _ config: StreamConfig, _ channel: ByteChannel, _ barrier: SpinBarrier, _ progress: SharedCounter,
+        _ finishLine: FinishLine?, _ queryArena: Bool
     ) throws -> SideReport {
-        defer { channel.closeReadEnd() }   // on error too: the writer must not block forever
-        let pinError: Error?
-        do { try pinCurrentThread(config.readerCPU); pinError = nil } catch { pinError = error }
-        let buffer = AlignedBuffer(count: config.readSize)
-
-        guard barrier.arriveAndWait(failed: pinError != nil) else { throw pinError ?? HarnessError.peerClosed("stream writer failed to start") }
+        var crossedFinishLine = false
+        defer {
+            if !crossedFinishLine { finishLine?.cross() }   // on error too, or the others wait forever
+            channel.closeReadEnd()   // on error too: the writer must not block forever
+        }
+        let setup = Swift.Result { () throws -> AlignedBuffer in
+            try applyThreadPlacement(cpu: config.placement.readerCPU, node: config.placement.readerNode)
+            return try AlignedBuffer(count: config.readSize, node: config.placement.readerMemoryNode, what: "reader buffer")
+        }
+        guard barrier.arriveAndWait(failed: (try? setup.get()) == nil) else {
+            if case .failure(let e) = setup { throw e }
+            throw HarnessError.peerClosed("stream writer failed to start")
+        }
+        let buffer = try setup.get()
         var report = SideReport()
         report.cpusSeen.append(Int(pb_sched_getcpu()))
         let cpu0 = pb_thread_cpu_ns()
@@ -227,16 +314,22 @@ public enum StreamWorkload {
         report.cpuNs = pb_thread_cpu_ns() - cpu0
         report.cpusSeen.append(Int(pb_sched_getcpu()))
         report.bytes = received   // more than totalBytes shows in integrityOK / bytesReceived
+        if let finishLine {
+            crossedFinishLine = true
+            finishLine.crossAndWait()
+        }
+        report.memory = buffer.location("reader buffer")
+        if queryArena { report.arena = queryEngineArena(channel, requestedNode: config.placement.arenaNode) }
         return report
     }
 
     /// The single-thread copy loop: the physical limit of moving the bytes once.
     private static func runMemcpy(_ config: StreamConfig) throws -> StreamResult {
         let worker = try WorkerThread<(SideReport, UInt8)>.start {
-            try pinCurrentThread(config.writerCPU)
+            try applyThreadPlacement(cpu: config.placement.writerCPU, node: config.placement.writerNode)
             let w = config.writeSize
-            let src = AlignedBuffer(count: w)
-            let dst = AlignedBuffer(count: w, fill: 0)
+            let src = try AlignedBuffer(count: w, node: config.placement.writerMemoryNode, what: "memcpy source")
+            let dst = try AlignedBuffer(count: w, fill: 0, node: config.placement.readerMemoryNode, what: "memcpy destination")
             if !config.verify { config.payload.fill(src.base, count: w, streamOffset: 0) }
             var report = SideReport()
             // Folding one byte of each copy into a value we return keeps the optimiser from
@@ -264,11 +357,13 @@ public enum StreamWorkload {
             report.cpuNs = pb_thread_cpu_ns() - cpu0
             report.cpusSeen.append(Int(pb_sched_getcpu()))
             report.bytes = copied
+            report.memory = src.location("memcpy source")
+            report.arena = dst.location("memcpy destination")   // returned in the reader's slot
             return (report, sink)
         }
         let (r, _) = try worker.join()
         let wall = r.end - r.start
-        return StreamResult(
+        var result = StreamResult(
             transport: TransportKind.memcpy.rawValue, totalBytes: config.totalBytes,
             writeSize: config.writeSize, readSize: config.writeSize,
             writerCPU: config.writerCPU, readerCPU: nil, verified: config.verify,
@@ -277,6 +372,10 @@ public enum StreamWorkload {
             bytesPerSecond: Double(r.bytes) / (Double(max(wall, 1)) / 1e9),
             writerCPUsSeen: r.cpusSeen, readerCPUsSeen: [-1, -1],
             kernelPipeSize: nil, firstMismatch: r.mismatch)
+        result.placement = config.placement.isUnplaced ? nil : config.placement
+        result.writerMemory = r.memory
+        result.readerMemory = r.arena
+        return result
     }
 
     static func kernelPipeSize(of channel: ByteChannel) -> Int? {

@@ -95,6 +95,13 @@ final class SpinBarrier: @unchecked Sendable {
 
     deinit { UnsafeMutableRawPointer(word).deallocate() }
 
+    /// Arrives without waiting: for a coordinator releasing the parties of threads it could
+    /// not start (always with `failed: true`, so that those waiting learn the run is off).
+    func arrive(failed: Bool) {
+        if failed { pb_store_i64(word + 1, 1) }
+        _ = pb_fetch_add_i64(word, 1)
+    }
+
     /// Arrives and waits until every party has arrived. Returns false if any party arrived
     /// with `failed: true`.
     @discardableResult
@@ -126,6 +133,7 @@ final class SharedCounter: @unchecked Sendable {
 
     func load() -> Int { Int(pb_acquire_load_i64(word)) }
     func store(_ value: Int) { pb_release_store_i64(word, Int64(value)) }
+    func add(_ delta: Int) { _ = pb_fetch_add_i64(word, Int64(delta)) }
 }
 
 /// One step of a spin-wait: `pause` for a while, then yield the CPU so that a peer pinned to
@@ -137,5 +145,24 @@ func backoff(_ spins: inout Int, spinLimit: Int = 1000) {
         pb_cpu_relax()
     } else {
         sched_yield()
+    }
+}
+
+/// Where the readers of concurrent streams wait for each other after their own stream has
+/// ended: each crosses once; `crossAndWait` returns when all have crossed. The wait sleeps
+/// (100 µs at a time) rather than spins, so that a finished stream leaves its CPU to the
+/// streams still running.
+final class FinishLine: @unchecked Sendable {
+    private let remaining: SharedCounter
+
+    init(parties: Int) { remaining = SharedCounter(parties) }
+
+    /// Crosses without waiting (a reader that failed).
+    func cross() { remaining.add(-1) }
+
+    func crossAndWait() {
+        remaining.add(-1)
+        var request = timespec(tv_sec: 0, tv_nsec: 100_000)
+        while remaining.load() > 0 { nanosleep(&request, nil) }
     }
 }

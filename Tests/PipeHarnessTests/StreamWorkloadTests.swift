@@ -61,9 +61,17 @@ import Testing
         #expect(r.readerCPUsSeen == [b, b])
     }
 
-    @Test func pinningToAMissingCPUFailsCleanly() {
-        #expect(throws: HarnessError.pinning(cpu: 4000, errno: 22)) {
+    @Test func pinningToAMissingCPUFailsCleanly() throws {
+        // Refused up front, naming the CPUs there are…
+        #expect(throws: HarnessError.invalidArgument(
+            "reader CPU 4000 does not exist or is not available to this process; usable CPUs: \(formatCPUList(Topology.current().usableCPUs))")) {
             try StreamWorkload.run(StreamConfig(transport: .linuxPipe, totalBytes: 1024, readerCPU: 4000))
+        }
+        // …and, over a channel given directly (no up-front check), the thread that cannot pin
+        // itself releases its peer and the error comes back.
+        let config = StreamConfig(transport: .linuxPipe, totalBytes: 1024, readerCPU: 4000)
+        #expect(throws: HarnessError.pinning(cpu: 4000, errno: 22)) {
+            try StreamWorkload.run(config, over: try makeChannel(.linuxPipe, config.options))
         }
     }
 
