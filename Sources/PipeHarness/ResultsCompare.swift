@@ -1,0 +1,166 @@
+/// Per-configuration summaries of a results table, and the comparison of two tables.
+public enum ResultsSummary {
+    public struct Metric: Sendable {
+        public let column: String
+        public let title: String
+        public let higherIsBetter: Bool
+        public let digits: Int
+    }
+
+    /// The metrics summarised and compared, in display order.
+    public static let metrics: [Metric] = [
+        Metric(column: "throughput_GBps", title: "throughput GB/s", higherIsBetter: true, digits: 3),
+        Metric(column: "cpu_ns_per_B", title: "CPU ns/B", higherIsBetter: false, digits: 3),
+        Metric(column: "p50_ns", title: "p50 ns", higherIsBetter: false, digits: 0),
+        Metric(column: "p99_ns", title: "p99 ns", higherIsBetter: false, digits: 0),
+    ]
+
+    /// The repetitions of one configuration.
+    public struct Group: Sendable {
+        public let label: String
+        public let key: String
+        public var rows: [Int]
+        let table: ResultsTable
+
+        public func samples(_ column: String) -> [Double] {
+            rows.compactMap { Double(table.value($0, column)) }
+        }
+
+        public func median(_ column: String) -> Double? {
+            let s = samples(column)
+            return s.isEmpty ? nil : Statistics.median(s)
+        }
+
+        /// "2.41 [2.30, 2.52]" (the interval from order statistics, when it reaches 95%).
+        public func summaryText(_ column: String, digits: Int) -> String? {
+            let s = samples(column)
+            guard let m = s.isEmpty ? nil : Statistics.median(s) else { return nil }
+            var text = formatFixed(m, digits)
+            if let ci = Statistics.medianConfidenceInterval(s), ci.reachesConfidence {
+                text += " [\(formatFixed(ci.lower, digits)), \(formatFixed(ci.upper, digits))]"
+            }
+            return text
+        }
+    }
+
+    /// The parameter values of a row, as one string (what `compare` matches on).
+    public static func parameterKey(_ t: ResultsTable, _ row: Int, ignoring: Set<String> = []) -> String {
+        ResultsSchema.parameterColumns.filter { !ignoring.contains($0) }.map { t.value(row, $0) }.joined(separator: "\u{1F}")
+    }
+
+    /// Configurations in order of first appearance: rows of one run with one label.
+    public static func groups(_ t: ResultsTable) -> [Group] {
+        var out: [Group] = []
+        var index: [String: Int] = [:]
+        for r in t.rows.indices {
+            let id = t.value(r, "run_id") + "\u{1F}" + t.value(r, "label")
+            if let i = index[id] { out[i].rows.append(r) } else {
+                index[id] = out.count
+                out.append(Group(label: t.value(r, "label"), key: parameterKey(t, r), rows: [r], table: t))
+            }
+        }
+        return out
+    }
+
+    /// Rows grouped by parameters only (several runs of one configuration pool together).
+    public static func groupsByParameters(_ t: ResultsTable, ignoring: Set<String>) -> [Group] {
+        var out: [Group] = []
+        var index: [String: Int] = [:]
+        for r in t.rows.indices {
+            let key = parameterKey(t, r, ignoring: ignoring)
+            if let i = index[key] { out[i].rows.append(r) } else {
+                index[key] = out.count
+                out.append(Group(label: t.value(r, "label"), key: key, rows: [r], table: t))
+            }
+        }
+        return out
+    }
+}
+
+func formatFixed(_ x: Double, _ digits: Int) -> String {
+    if digits == 0 { return String(Int(x.rounded())) }
+    var p = 1.0
+    for _ in 0..<digits { p *= 10 }
+    let v = (x * p).rounded() / p
+    var s = String(v)
+    if let dot = s.firstIndex(of: ".") {
+        let decimals = s.distance(from: dot, to: s.endIndex) - 1
+        if decimals < digits { s += String(repeating: "0", count: digits - decimals) }
+    } else if !s.contains("e") {
+        s += "." + String(repeating: "0", count: digits)
+    }
+    return s
+}
+
+/// Baseline A against candidate B, configuration by configuration, metric by metric.
+public struct ResultsComparison: Sendable {
+    public enum Verdict: String, Sendable { case unchanged = "no change", regression, improvement, tooFew = "too few samples" }
+
+    public struct Entry: Sendable {
+        public let label: String
+        public let metric: ResultsSummary.Metric
+        public let countA: Int
+        public let countB: Int
+        public let medianA: Double
+        public let medianB: Double
+        /// median(B) / median(A) with a bootstrap interval.
+        public let ratio: RatioInterval?
+        public let mannWhitney: MannWhitneyResult?
+        public let verdict: Verdict
+    }
+
+    public var entries: [Entry] = []
+    public var onlyInA: [String] = []
+    public var onlyInB: [String] = []
+    public var threshold: Double
+
+    /// Minimum repetitions on each side for a verdict.
+    public static let minimumSamples = 3
+
+    /// 2 when any metric regressed, 4 when some improved and none regressed, 0 otherwise
+    /// (package-benchmark's convention).
+    public var exitCode: Int32 {
+        if entries.contains(where: { $0.verdict == .regression }) { return 2 }
+        if entries.contains(where: { $0.verdict == .improvement }) { return 4 }
+        return 0
+    }
+
+    /// Matches configurations by their parameter columns (minus `ignoring`) and, for each
+    /// metric both have, flags a change only when the bootstrap interval of the ratio of
+    /// medians excludes 1 and the ratio's estimate is beyond `threshold` (0.05 = 5%).
+    public init(baseline a: ResultsTable, candidate b: ResultsTable, threshold: Double = 0.05,
+                ignoring: Set<String> = [], resamples: Int = 2000, confidence: Double = 0.95) throws {
+        for col in ignoring where !ResultsSchema.parameterColumns.contains(col) {
+            throw ResultsError(.input, "--ignore \(col): not a parameter column; use one of: \(ResultsSchema.parameterColumns.joined(separator: ", "))")
+        }
+        self.threshold = threshold
+        let ga = ResultsSummary.groupsByParameters(a, ignoring: ignoring)
+        let gb = ResultsSummary.groupsByParameters(b, ignoring: ignoring)
+        let byKey = Dictionary(uniqueKeysWithValues: gb.map { ($0.key, $0) })
+        let keysA = Set(ga.map(\.key))
+        onlyInB = gb.filter { !keysA.contains($0.key) }.map(\.label)
+        for g in ga {
+            guard let h = byKey[g.key] else { onlyInA.append(g.label); continue }
+            for m in ResultsSummary.metrics {
+                let sa = g.samples(m.column), sb = h.samples(m.column)
+                guard !sa.isEmpty, !sb.isEmpty else { continue }
+                let ratio = Statistics.bootstrapRatioOfMedians(baseline: sa, candidate: sb, resamples: resamples, confidence: confidence)
+                let mw = Statistics.mannWhitneyU(sb, sa)
+                var verdict = Verdict.unchanged
+                if sa.count < Self.minimumSamples || sb.count < Self.minimumSamples {
+                    verdict = .tooFew
+                } else if let r = ratio, (r.lower > 1 || r.upper < 1), abs(r.estimate - 1) > threshold {
+                    verdict = (r.estimate > 1) == m.higherIsBetter ? .improvement : .regression
+                }
+                entries.append(Entry(
+                    label: g.label == h.label ? g.label : "\(g.label) / \(h.label)", metric: m,
+                    countA: sa.count, countB: sb.count,
+                    medianA: Statistics.median(sa), medianB: Statistics.median(sb),
+                    ratio: ratio, mannWhitney: mw, verdict: verdict))
+            }
+        }
+        if entries.isEmpty && !ga.isEmpty && !gb.isEmpty && onlyInA.count == ga.count {
+            throw ResultsError(.input, "no configuration of the first file has the same parameters as one of the second; compare like with like, or name differing parameter columns with --ignore")
+        }
+    }
+}

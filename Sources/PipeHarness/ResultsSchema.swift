@@ -1,0 +1,369 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A problem with a results file: unreadable, of another schema, or not writable.
+public struct ResultsError: Error, CustomStringConvertible, Equatable, Sendable {
+    public enum Kind: Sendable { case input, output }
+    public let kind: Kind
+    public let message: String
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+    public var description: String { message }
+}
+
+/// The columns of a pipebench results file, in their documented order. Version 1.
+public enum ResultsSchema {
+    public static let csvVersion = "pipebench-csv/1"
+    public static let jsonVersion = "pipebench-json/1"
+
+    public enum ColumnType: String, Sendable { case text, integer, number, boolean }
+    public enum Group: String, Sendable, CaseIterable { case run, parameter, metric, probe, environment }
+
+    public struct Column: Sendable {
+        public let name: String
+        public let type: ColumnType
+        public let group: Group
+        public let doc: String
+    }
+
+    static func c(_ name: String, _ type: ColumnType, _ group: Group, _ doc: String) -> Column {
+        Column(name: name, type: type, group: group, doc: doc)
+    }
+
+    public static let columns: [Column] = [
+        c("schema", .text, .run, "Schema and version of the row: `pipebench-csv/1`."),
+        c("run_id", .text, .run, "One invocation of pipebench (UTC start time and process id); shards of a sweep have different ids."),
+        c("label", .text, .run, "Readable name of the configuration, unique within a run (`engine-direct`, `stream engine w=4K md=8K`)."),
+        c("repetition", .integer, .run, "0-based repetition of this configuration."),
+        c("order", .integer, .run, "0-based position of this repetition in the run's interleaved sequence (A B C A B C …), for drift."),
+        c("warmup_repetitions", .integer, .run, "Warm-up rounds run and discarded before the repetitions."),
+        c("repetitions", .integer, .run, "Repetitions of each configuration in the run."),
+        c("workload", .text, .parameter, "`stream` (throughput) or `pingpong` (round-trip latency)."),
+        c("transport", .text, .parameter, "`engine`, `linux-pipe`, `linux-vmsplice`, `unix-socket`, `spsc-ring` or `memcpy`."),
+        c("write_size_B", .integer, .parameter, "stream: bytes per write call."),
+        c("read_size_B", .integer, .parameter, "stream: bytes asked for per read call."),
+        c("total_B", .integer, .parameter, "stream: bytes sent per repetition."),
+        c("message_size_B", .integer, .parameter, "pingpong: bytes each way per round trip."),
+        c("iterations", .integer, .parameter, "pingpong: round trips recorded per repetition."),
+        c("warmup_iterations", .integer, .parameter, "pingpong: round trips run first and not recorded."),
+        c("rate_per_s", .number, .parameter, "pingpong: fixed send rate (messages/s); empty for closed loop."),
+        c("verify", .boolean, .parameter, "Payload checked byte for byte."),
+        c("pipe_mindirect_B", .integer, .parameter, "engine: `kern.ipc.pipe_mindirect`, the smallest write taking the direct path."),
+        c("pipe_size_B", .integer, .parameter, "engine: `PIPE_SIZE`."),
+        c("big_pipe_size_B", .integer, .parameter, "engine: `BIG_PIPE_SIZE`."),
+        c("small_pipe_size_B", .integer, .parameter, "engine: `SMALL_PIPE_SIZE`."),
+        c("maxpipekva_B", .integer, .parameter, "engine: `kern.ipc.maxpipekva`."),
+        c("hold", .text, .parameter, "engine: direct-write page hold, `none`, `populate` or `mlock`."),
+        c("wait_spin_ns", .integer, .parameter, "engine: longest spin before a waiting thread parks (0 = park)."),
+        c("piperesize", .boolean, .parameter, "engine: `kern.ipc.piperesizeallowed`."),
+        c("kva_tier_pct", .integer, .parameter, "kva-pressure: `pipekva` filled to this percentage of `maxpipekva` first."),
+        c("writer_cpu", .integer, .parameter, "CPU the writer (pingpong: client) was pinned to; empty = unpinned."),
+        c("reader_cpu", .integer, .parameter, "CPU the reader (pingpong: server) was pinned to; empty = unpinned."),
+        c("writer_node", .integer, .parameter, "NUMA node asked for the writer."),
+        c("reader_node", .integer, .parameter, "NUMA node asked for the reader."),
+        c("memory_node", .integer, .parameter, "NUMA node asked for the buffers."),
+        c("metric", .text, .metric, "The number the runner summarises each repetition by: `throughput` or `p50 round trip`."),
+        c("value", .number, .metric, "That number, in `unit`."),
+        c("unit", .text, .metric, "`B/s` or `ns`."),
+        c("throughput_GBps", .number, .metric, "stream: bytes received / wall time, in 10^9 bytes per second."),
+        c("wall_ns", .integer, .metric, "stream: first thread start to last thread end; pingpong: the recorded round trips."),
+        c("bytes_B", .integer, .metric, "stream: bytes the reader received."),
+        c("writer_cpu_ns", .integer, .metric, "CPU time of the writer (pingpong: client) thread."),
+        c("reader_cpu_ns", .integer, .metric, "CPU time of the reader (pingpong: server) thread; 0 for memcpy."),
+        c("cpu_ns_per_B", .number, .metric, "stream: (writer + reader CPU time) / bytes."),
+        c("write_calls", .integer, .metric, "stream: write calls made (short writes count)."),
+        c("read_calls", .integer, .metric, "stream: read calls that returned data."),
+        c("writer_cpus_seen", .text, .metric, "CPUs the writer ran on at start and end (`0;0`)."),
+        c("reader_cpus_seen", .text, .metric, "CPUs the reader ran on at start and end (`-1` = no reader)."),
+        c("kernel_pipe_size_B", .integer, .metric, "Kernel pipe capacity in force (F_GETPIPE_SZ), kernel transports only."),
+        c("integrity_ok", .boolean, .metric, "Verified runs: every byte arrived and matched; empty when not verified."),
+        c("rtt_count", .integer, .metric, "pingpong: round trips in the histogram."),
+        c("rtt_min_ns", .integer, .metric, "pingpong: fastest round trip."),
+        c("p50_ns", .integer, .metric, "pingpong: median round trip (HdrHistogram, 3 significant digits)."),
+        c("p90_ns", .integer, .metric, "pingpong: 90th percentile round trip."),
+        c("p99_ns", .integer, .metric, "pingpong: 99th percentile round trip."),
+        c("p999_ns", .integer, .metric, "pingpong: 99.9th percentile round trip."),
+        c("p9999_ns", .integer, .metric, "pingpong: 99.99th percentile round trip."),
+        c("rtt_max_ns", .integer, .metric, "pingpong: slowest round trip."),
+        c("rtt_mean_ns", .number, .metric, "pingpong: mean round trip."),
+        c("late_sends", .integer, .metric, "pingpong fixed rate: sends already late when due."),
+        c("writer_memory_node_seen", .integer, .metric, "Node holding most of the writer's (client's) buffer pages after the run (move_pages); empty when not placed."),
+        c("reader_memory_node_seen", .integer, .metric, "The same for the reader's (server's) buffer."),
+        c("arena_memory_node_seen", .integer, .metric, "The same for the engine's KVA arena."),
+        c("kva_band", .text, .metric, "kva-pressure: regime the ballast put the engine in (`at-most-half`, `above-half`, `above-three-quarters`, `exhausted`)."),
+        c("kva_ballast_pipes", .integer, .metric, "kva-pressure: idle ballast pipes made first."),
+        c("kva_pipekva_before_pct", .number, .metric, "kva-pressure: pipekva as % of maxpipekva after the ballast, before the workload."),
+        c("kva_buffer_size_start_B", .integer, .metric, "kva-pressure: the workload pipe's buffer size at creation."),
+        c("kva_buffer_sizes_seen", .text, .metric, "kva-pressure: distinct buffer sizes seen during the run, in order (`16384;65536`)."),
+        c("kva_buffer_size_end_B", .integer, .metric, "kva-pressure: buffer size at the end."),
+        c("kva_pipefragretry", .integer, .metric, "kva-pressure: `kern.ipc.pipefragretry` after the workload (ballast included)."),
+        c("kva_pipeallocfail", .integer, .metric, "kva-pressure: `kern.ipc.pipeallocfail` after the workload."),
+        c("kva_piperesizefail", .integer, .metric, "kva-pressure: `kern.ipc.piperesizefail` after the workload."),
+        c("kva_resizes", .integer, .metric, "kva-pressure: buffer reallocations (`engine.resizes`) during the workload."),
+        c("kva_workload_error", .text, .metric, "kva-pressure: why the workload could not run (exhausted tier); its throughput is then 0."),
+        c("probe_cpus", .text, .probe, "The two CPUs of the core-to-core probe (`0;1`)."),
+        c("probe_before_ns", .number, .probe, "Median cache-line round trip between them just before the run."),
+        c("probe_after_ns", .number, .probe, "The same just after the run."),
+        c("env_hostname", .text, .environment, "Host name."),
+        c("env_kernel", .text, .environment, "Kernel release (`uname -r`)."),
+        c("env_arch", .text, .environment, "Machine (`uname -m`)."),
+        c("env_cpu_model", .text, .environment, "CPU model name."),
+        c("env_hypervisor", .boolean, .environment, "Running in a VM (vCPUs may move)."),
+        c("env_online_cpus", .integer, .environment, "Online CPUs."),
+        c("env_usable_cpus", .integer, .environment, "CPUs this process may run on."),
+        c("env_numa_nodes", .integer, .environment, "NUMA nodes (0 without NUMA support)."),
+        c("env_thp", .text, .environment, "Transparent huge pages mode."),
+        c("env_clocksource", .text, .environment, "Kernel clock source."),
+        c("env_pipe_max_size_B", .integer, .environment, "`/proc/sys/fs/pipe-max-size`."),
+        c("env_swift", .text, .environment, "Swift compiler that built pipebench."),
+        c("env_build", .text, .environment, "`debug` or `release`."),
+        c("env_version", .text, .environment, "PipeBench version."),
+        c("env_git_commit", .text, .environment, "`git rev-parse HEAD` of the working directory."),
+        c("env_git_dirty", .boolean, .environment, "The checkout had uncommitted changes."),
+        c("env_timestamp", .text, .environment, "UTC start of the run, ISO 8601."),
+    ]
+
+    public static let columnNames: [String] = columns.map(\.name)
+    static let index: [String: Int] = Dictionary(uniqueKeysWithValues: columnNames.enumerated().map { ($1, $0) })
+    public static func column(_ name: String) -> Column? { index[name].map { columns[$0] } }
+
+    /// The columns that identify a configuration (what `compare` matches on).
+    public static let parameterColumns: [String] = columns.filter { $0.group == .parameter }.map(\.name)
+
+    /// Markdown documentation of the columns, in order.
+    public static func markdownDocumentation() -> String {
+        var out = "| # | column | type | group | meaning |\n|---:|---|---|---|---|\n"
+        for (i, c) in columns.enumerated() {
+            out += "| \(i + 1) | `\(c.name)` | \(c.type.rawValue) | \(c.group.rawValue) | \(c.doc) |\n"
+        }
+        return out
+    }
+}
+
+/// Rows of results, every cell as text ("" = not applicable), in schema column order.
+public struct ResultsTable: Sendable, Equatable {
+    public var rows: [[String]]
+
+    public init(rows: [[String]] = []) { self.rows = rows }
+
+    public var columns: [String] { ResultsSchema.columnNames }
+
+    public func value(_ row: Int, _ column: String) -> String {
+        guard let i = ResultsSchema.index[column] else { return "" }
+        return rows[row][i]
+    }
+
+    /// A new empty row with the schema filled in.
+    public static func emptyRow() -> [String] {
+        var r = [String](repeating: "", count: ResultsSchema.columns.count)
+        r[0] = ResultsSchema.csvVersion
+        return r
+    }
+
+    public static func set(_ row: inout [String], _ column: String, _ value: String?) {
+        guard let i = ResultsSchema.index[column] else { preconditionFailure("no column \(column)") }
+        row[i] = value ?? ""
+    }
+
+    // MARK: CSV
+
+    /// RFC 4180: CRLF line ends, fields with a comma, quote, CR or LF in double quotes,
+    /// quotes doubled.
+    public static func csvField(_ s: String) -> String {
+        if s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
+            return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        }
+        return s
+    }
+
+    public func csv() -> String {
+        var out = columns.map(Self.csvField).joined(separator: ",") + "\r\n"
+        for r in rows { out += r.map(Self.csvField).joined(separator: ",") + "\r\n" }
+        return out
+    }
+
+    /// Splits RFC 4180 text into records (LF line ends accepted too). Throws on a quote
+    /// that is never closed or text after a closing quote.
+    public static func parseCSVRecords(_ text: String, name: String) throws -> [[String]] {
+        var records: [[String]] = []
+        var record: [String] = []
+        var field = ""
+        var quoted = false
+        var afterQuote = false
+        var line = 1
+        var it = Array(text.unicodeScalars)[...]
+        var atRecordStart = true
+        while let c = it.popFirst() {
+            if quoted {
+                if c == "\"" {
+                    if it.first == "\"" { it.removeFirst(); field.unicodeScalars.append("\"") }
+                    else { quoted = false; afterQuote = true }
+                } else {
+                    if c == "\n" { line += 1 }
+                    field.unicodeScalars.append(c)
+                }
+                continue
+            }
+            switch c {
+            case "\"":
+                guard field.isEmpty && !afterQuote else {
+                    throw ResultsError(.input, "\(name):\(line): a quote in the middle of an unquoted field is not RFC 4180 CSV")
+                }
+                quoted = true
+                atRecordStart = false
+            case ",":
+                record.append(field); field = ""; afterQuote = false; atRecordStart = false
+            case "\r":
+                if it.first == "\n" { continue }   // CRLF: the LF ends the record
+                fallthrough
+            case "\n":
+                record.append(field)
+                records.append(record)
+                record = []; field = ""; afterQuote = false; atRecordStart = true
+                line += 1
+            default:
+                guard !afterQuote else {
+                    throw ResultsError(.input, "\(name):\(line): text after a closing quote is not RFC 4180 CSV")
+                }
+                field.unicodeScalars.append(c)
+                atRecordStart = false
+            }
+        }
+        if quoted { throw ResultsError(.input, "\(name):\(line): a quoted field is never closed") }
+        if !atRecordStart || !field.isEmpty || !record.isEmpty {
+            record.append(field)
+            records.append(record)
+        }
+        return records
+    }
+
+    /// Reads a pipebench CSV, refusing any other schema with a message saying what it is.
+    public static func parseCSV(_ text: String, name: String) throws -> ResultsTable {
+        let records = try parseCSVRecords(text, name: name)
+        guard let header = records.first, !(header.count == 1 && header[0].isEmpty) else {
+            throw ResultsError(.input, "\(name) is empty; give a CSV written by pipebench (schema \(ResultsSchema.csvVersion))")
+        }
+        guard header.first == "schema" else {
+            throw ResultsError(.input, "\(name) is not a pipebench results CSV (its first column is '\(header.first ?? "")', expected 'schema'); give a CSV written by pipebench")
+        }
+        let version = records.count > 1 ? records[1].first ?? "" : ""
+        if !version.isEmpty && version != ResultsSchema.csvVersion {
+            throw ResultsError(.input, "\(name) has schema '\(version)', this pipebench reads \(ResultsSchema.csvVersion); convert it with the pipebench that wrote it")
+        }
+        guard header == ResultsSchema.columnNames else {
+            let missing = ResultsSchema.columnNames.filter { !header.contains($0) }
+            let extra = header.filter { ResultsSchema.index[$0] == nil }
+            throw ResultsError(.input, "\(name): columns differ from \(ResultsSchema.csvVersion) (missing: \(missing.joined(separator: " ")); unknown: \(extra.joined(separator: " "))); give an unmodified pipebench CSV")
+        }
+        var rows: [[String]] = []
+        for (n, r) in records.dropFirst().enumerated() {
+            if r.count == 1 && r[0].isEmpty { continue }   // blank line
+            guard r.count == header.count else {
+                throw ResultsError(.input, "\(name): row \(n + 2) has \(r.count) fields, the header \(header.count); the file is damaged")
+            }
+            guard r[0] == ResultsSchema.csvVersion else {
+                throw ResultsError(.input, "\(name): row \(n + 2) has schema '\(r[0])', this pipebench reads \(ResultsSchema.csvVersion)")
+            }
+            rows.append(r)
+        }
+        return ResultsTable(rows: rows)
+    }
+
+    // MARK: files
+
+    /// Reads a results file: CSV, or JSON as `json()` writes it (by extension).
+    public static func read(path: String) throws -> ResultsTable {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ResultsError(.input, "cannot read '\(path)': check the path and its permissions")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        if path.lowercased().hasSuffix(".json") { return try parseJSON(text, name: path) }
+        return try parseCSV(text, name: path)
+    }
+
+    /// Checks, before any long work, that `path` can be written: its directory exists and
+    /// takes a new file, and the file does not exist unless `force`.
+    public static func checkWritable(path: String, force: Bool, flag: String) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        let directory = dir.isEmpty ? "." : dir
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
+            throw ResultsError(.output, "\(flag) \(path): directory '\(directory)' does not exist; create it or choose another path")
+        }
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
+            if isDir.boolValue { throw ResultsError(.output, "\(flag) \(path) is a directory; give a file path") }
+            if !force { throw ResultsError(.output, "\(flag) \(path) already exists; choose another path or add --force to overwrite it") }
+        }
+        // Try it: access(2) says yes to root even on a read-only file system.
+        let probe = directory + "/.pipebench-probe-\(getpid())"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        guard fd >= 0 else {
+            throw ResultsError(.output, "\(flag) \(path): cannot create files in '\(directory)' (\(String(cString: strerror(errno)))); choose a writable path")
+        }
+        close(fd)
+        unlink(probe)
+    }
+
+    /// Writes atomically: a temporary file in the same directory, then link(2) to the final
+    /// name, which fails rather than replace an existing file, or rename(2) with `force`.
+    public static func writeAtomically(_ text: String, to path: String, force: Bool) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        let tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw ResultsError(.output, "cannot write '\(path)': \(String(cString: strerror(errno)))") }
+        let bytes = Array(text.utf8)
+        var done = 0
+        var failure: Int32 = 0
+        while done < bytes.count {
+            let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; failure = errno; break }
+            done += n
+        }
+        if failure == 0 && fsync(fd) != 0 { failure = errno }
+        close(fd)
+        if failure != 0 {
+            unlink(tmp)
+            throw ResultsError(.output, "cannot write '\(path)': \(String(cString: strerror(failure)))")
+        }
+        if force {
+            guard rename(tmp, path) == 0 else {
+                let e = errno
+                unlink(tmp)
+                throw ResultsError(.output, "cannot write '\(path)': \(String(cString: strerror(e)))")
+            }
+        } else {
+            let r = link(tmp, path)
+            let e = errno
+            unlink(tmp)
+            guard r == 0 else {
+                if e == EEXIST { throw ResultsError(.output, "\(path) already exists; choose another path or add --force to overwrite it") }
+                throw ResultsError(.output, "cannot write '\(path)': \(String(cString: strerror(e)))")
+            }
+        }
+    }
+
+    /// `results/<prefix>-YYYYMMDD-HHMMSS.csv`, with -2, -3, … if taken.
+    public static func timestampedPath(directory: String, prefix: String, ext: String, date: Date = Date()) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        let base = "\(directory)/\(prefix)-\(f.string(from: date))"
+        var path = "\(base).\(ext)"
+        var n = 2
+        while FileManager.default.fileExists(atPath: path) {
+            path = "\(base)-\(n).\(ext)"
+            n += 1
+        }
+        return path
+    }
+
+    /// Rows of several tables, in order (shards of one sweep, say).
+    public static func concatenate(_ tables: [ResultsTable]) -> ResultsTable {
+        ResultsTable(rows: tables.flatMap(\.rows))
+    }
+}

@@ -1,0 +1,457 @@
+import PipeEngine
+
+/// Every parameter a benchmark configuration has, by the name of its command-line flag and
+/// config-file key. A sweep gives each axis one or more values.
+public enum SweepAxis: String, CaseIterable, Sendable {
+    // workload
+    case workload, transport
+    case writeSize = "write-size", readSize = "read-size", total
+    case messageSize = "message-size", iterations, warmupIterations = "warmup-iterations", rate
+    case verify
+    // engine (PipeConfiguration)
+    case mindirect, pipeSize = "pipe-size", bigPipeSize = "big-pipe-size", smallPipeSize = "small-pipe-size"
+    case maxpipekva, hold, wait, piperesize
+    case kvaTier = "kva-tier"
+    // placement
+    case writerCPU = "writer-cpu", readerCPU = "reader-cpu"
+    case writerNode = "writer-node", readerNode = "reader-node", memoryNode = "memory-node"
+
+    public enum Kind: Sendable { case size, integer, text, number }
+
+    public var kind: Kind {
+        switch self {
+        case .writeSize, .readSize, .total, .messageSize, .mindirect, .pipeSize, .bigPipeSize, .smallPipeSize, .maxpipekva:
+            return .size
+        case .iterations, .warmupIterations, .kvaTier, .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
+            return .integer
+        case .rate: return .number
+        case .workload, .transport, .verify, .hold, .wait, .piperesize: return .text
+        }
+    }
+
+    /// The config-file table the key may also appear under (`[engine]`, `[workload]`, `[placement]`).
+    public var group: String {
+        switch self {
+        case .workload, .transport, .writeSize, .readSize, .total, .messageSize, .iterations, .warmupIterations, .rate, .verify:
+            return "workload"
+        case .mindirect, .pipeSize, .bigPipeSize, .smallPipeSize, .maxpipekva, .hold, .wait, .piperesize, .kvaTier:
+            return "engine"
+        case .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
+            return "placement"
+        }
+    }
+
+    public var flag: String { "--\(rawValue)" }
+
+    /// Short name used in configuration labels ("w=4K md=8K").
+    var short: String {
+        switch self {
+        case .writeSize: return "w"
+        case .readSize: return "r"
+        case .messageSize: return "msg"
+        case .mindirect: return "md"
+        case .pipeSize: return "ps"
+        case .bigPipeSize: return "bps"
+        case .smallPipeSize: return "sps"
+        case .writerCPU: return "wcpu"
+        case .readerCPU: return "rcpu"
+        case .writerNode: return "wnode"
+        case .readerNode: return "rnode"
+        case .memoryNode: return "mnode"
+        case .kvaTier: return "kva"
+        default: return rawValue
+        }
+    }
+
+    /// Expands one flag or config value (`64,4K..1M`, `engine,linux-pipe`, `0..3`) into the
+    /// canonical spelling of each value; sizes come out as `SizeSpec.format` spells them.
+    public func expand(_ text: String) throws -> [String] {
+        switch kind {
+        case .size:
+            if self == .total, text.trimmingWhitespace().lowercased() == "auto" { return ["auto"] }
+            return try ListSpec.sizes(text, flag: flag).map(SizeSpec.format)
+        case .integer:
+            return try ListSpec.integers(text, flag: flag).map(String.init)
+        case .text, .number:
+            return ListSpec.unique(try ListSpec.items(text, flag: flag))
+        }
+    }
+}
+
+/// The workloads the CLI knows by name; those not in this build's harness are refused with a
+/// message naming what is missing.
+public let knownWorkloads = ["stream", "pingpong", "kva-pressure"]
+public let plannedWorkloads = [
+    "pairs": "pipebench does not drive the pairs workload yet (PairsWorkload is in PipeHarness; the CLI needs a --pairs axis and per-pair columns)",
+    "fanin": "this build's PipeHarness has no fanin workload yet (issue 5)",
+]
+
+/// One fully specified configuration: what to measure, over which transport, with which
+/// engine tunables and placement. Nil engine fields keep PipeConfiguration's defaults.
+public struct SweepPoint: Sendable, Hashable {
+    public var workload = "stream"
+    public var transport: TransportKind = .engine
+    public var writeSize = 64 * 1024
+    /// Nil: the same as the write size.
+    public var readSize: Int?
+    /// Nil: automatic (`autoTotal`).
+    public var totalBytes: Int?
+    public var messageSize = 1
+    public var iterations = 10_000
+    /// Nil: min(1000, iterations / 10).
+    public var warmupIterations: Int?
+    public var rate: Double?
+    public var verify = false
+    public var mindirect: Int?
+    public var pipeSize: Int?
+    public var bigPipeSize: Int?
+    public var smallPipeSize: Int?
+    public var maxpipekva: Int?
+    public var hold: HoldStrategy?
+    /// Nil: the engine default; 0 = park.
+    public var waitSpinNs: Int?
+    public var piperesize: Bool?
+    public var kvaTier: Int?
+    public var writerCPU: Int?
+    public var readerCPU: Int?
+    public var writerNode: Int?
+    public var readerNode: Int?
+    public var memoryNode: Int?
+    /// A readable name, unique within one run.
+    public var label = ""
+
+    public init() {}
+
+    /// The stream size when none is given: 2048 writes, at least 16 MiB, at most 256 MiB.
+    public var autoTotal: Int { min(max(writeSize * 2048, 16 << 20), 256 << 20) }
+    public var effectiveTotal: Int { totalBytes ?? autoTotal }
+    public var effectiveReadSize: Int { readSize ?? writeSize }
+    public var effectiveWarmupIterations: Int { warmupIterations ?? min(1000, iterations / 10) }
+
+    /// Sets one parameter from its canonical text (as `SweepAxis.expand` produces it).
+    public mutating func apply(_ axis: SweepAxis, _ text: String) throws {
+        func size() throws -> Int {
+            do { return try SizeSpec.parse(text) } catch let e as SweepError { throw SweepError("\(axis.flag): \(e.message)") }
+        }
+        func int() throws -> Int {
+            guard let v = Int(text) else { throw SweepError("\(axis.flag): '\(text)' is not a whole number") }
+            return v
+        }
+        func positive(_ v: Int) throws -> Int {
+            guard v > 0 else { throw SweepError("\(axis.flag) \(text): must be positive") }
+            return v
+        }
+        func nonNegative(_ v: Int) throws -> Int {
+            guard v >= 0 else { throw SweepError("\(axis.flag) \(text): must not be negative") }
+            return v
+        }
+        switch axis {
+        case .workload:
+            if let why = plannedWorkloads[text] {
+                throw SweepError("--workload \(text): \(why); available: \(knownWorkloads.joined(separator: ", "))")
+            }
+            guard knownWorkloads.contains(text) else {
+                throw SweepError("--workload '\(text)' is unknown; use one of: \(knownWorkloads.joined(separator: ", "))")
+            }
+            workload = text
+        case .transport:
+            guard let t = TransportKind(rawValue: text) else {
+                throw SweepError("--transport '\(text)' is unknown; use one of: \(TransportKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            transport = t
+        case .writeSize: writeSize = try positive(size())
+        case .readSize: readSize = try positive(size())
+        case .total: totalBytes = text == "auto" ? nil : try positive(size())
+        case .messageSize: messageSize = try positive(size())
+        case .iterations: iterations = try positive(int())
+        case .warmupIterations: warmupIterations = try nonNegative(int())
+        case .rate:
+            guard let r = Double(text), r > 0, r.isFinite else {
+                throw SweepError("--rate '\(text)': give messages per second as a positive number, e.g. --rate 10000")
+            }
+            rate = r
+        case .verify: verify = try Self.onOff(text, axis)
+        case .mindirect: mindirect = try size()
+        case .pipeSize: pipeSize = try size()
+        case .bigPipeSize: bigPipeSize = try size()
+        case .smallPipeSize: smallPipeSize = try size()
+        case .maxpipekva: maxpipekva = try size()
+        case .hold:
+            guard let h = HoldStrategy(rawValue: text) else {
+                throw SweepError("--hold '\(text)' is unknown; use one of: none, populate, mlock")
+            }
+            hold = h
+        case .wait: waitSpinNs = try Self.parseWait(text)
+        case .piperesize: piperesize = try Self.onOff(text, axis)
+        case .kvaTier:
+            let v = try int()
+            guard (0...100).contains(v) else { throw SweepError("--kva-tier \(text): a tier is a percentage of maxpipekva, 0 to 100") }
+            kvaTier = v
+        case .writerCPU: writerCPU = try nonNegative(int())
+        case .readerCPU: readerCPU = try nonNegative(int())
+        case .writerNode: writerNode = try nonNegative(int())
+        case .readerNode: readerNode = try nonNegative(int())
+        case .memoryNode: memoryNode = try nonNegative(int())
+        }
+    }
+
+    static func onOff(_ text: String, _ axis: SweepAxis) throws -> Bool {
+        switch text.lowercased() {
+        case "on", "true", "yes", "1": return true
+        case "off", "false", "no", "0": return false
+        default: throw SweepError("\(axis.flag) '\(text)': use on or off")
+        }
+    }
+
+    /// `park` → 0, `spin` → the engine's default spin, `spin:NS` (suffix ns, us or ms allowed).
+    public static func parseWait(_ text: String) throws -> Int {
+        let bad = SweepError("--wait '\(text)': use park, spin or spin:NS (e.g. spin:20000 or spin:20us)")
+        if text == "park" { return 0 }
+        if text == "spin" { return WaitStrategy.spin.maxSpinNanoseconds }
+        guard text.hasPrefix("spin:") else { throw bad }
+        var number = String(text.dropFirst(5))
+        var scale = 1
+        for (suffix, s) in [("ns", 1), ("us", 1_000), ("µs", 1_000), ("ms", 1_000_000)] where number.hasSuffix(suffix) {
+            number = String(number.dropLast(suffix.count))
+            scale = s
+            break
+        }
+        guard let v = Int(number), v >= 0 else { throw bad }
+        return v * scale
+    }
+
+    /// The engine configuration this point asks for (defaults where nil), not yet validated.
+    /// kva-pressure defaults maxpipekva to its own small arena (4 MiB) so that ballast is cheap.
+    public var engineConfiguration: PipeConfiguration {
+        var c = PipeConfiguration()
+        if workload == "kva-pressure" { c.maxpipekva = KVAPressureConfig.defaultMaxpipekva }
+        if let v = mindirect { c.pipeMindirect = v }
+        if let v = pipeSize { c.pipeSize = v }
+        if let v = bigPipeSize { c.bigPipeSize = v }
+        if let v = smallPipeSize { c.smallPipeSize = v }
+        if let v = maxpipekva { c.maxpipekva = v }
+        if let v = hold { c.hold = v }
+        if let v = waitSpinNs { c.wait = WaitStrategy(maxSpinNanoseconds: v) }
+        if let v = piperesize { c.piperesizeallowed = v }
+        return c
+    }
+
+    /// Checks everything that can be checked without running: the engine's own validation of
+    /// its tunables, combinations the harness cannot measure, and missing harness pieces.
+    public func validate() throws {
+        do {
+            try engineConfiguration.validate()
+        } catch {
+            throw SweepError("invalid engine configuration: \(error.message)\(Self.flagHint(error.message))")
+        }
+        if workload == "kva-pressure" && transport != .engine {
+            throw SweepError("--workload kva-pressure fills the engine's KVA, so it runs on --transport engine only (got \(transport.rawValue))")
+        }
+        if kvaTier != nil && workload != "kva-pressure" {
+            throw SweepError("--kva-tier applies to --workload kva-pressure (got \(workload)); add --workload kva-pressure or leave out --kva-tier")
+        }
+        if workload == "pingpong" && transport == .memcpy {
+            throw SweepError("--transport memcpy has no pingpong (it is one thread copying); use it with --workload stream")
+        }
+    }
+
+    /// " (set with --mindirect)" for the first engine parameter a message names.
+    static func flagHint(_ message: String) -> String {
+        let names: [(String, String)] = [
+            ("pipe_mindirect", "--mindirect"), ("SMALL_PIPE_SIZE", "--small-pipe-size"),
+            ("BIG_PIPE_SIZE", "--big-pipe-size"), ("PIPE_SIZE", "--pipe-size"), ("maxpipekva", "--maxpipekva"),
+        ]
+        let words = message.split { !($0.isLetter || $0.isNumber || $0 == "_") }.map(String.init)
+        for w in words {
+            if let hit = names.first(where: { $0.0 == w }) { return " (set with \(hit.1))" }
+        }
+        return ""
+    }
+
+    /// Checks CPUs and NUMA nodes against the machine. Nodes: the placement code of issue 5 is
+    /// not in this build, so a node is accepted only where it holds every CPU this process may
+    /// use (then threads and memory are on it whatever we do); elsewhere it is refused.
+    public func validatePlacement(_ env: EnvironmentInfo) throws {
+        let cpuCount = env.onlineCPUs
+        for (axis, cpu) in [(SweepAxis.writerCPU, writerCPU), (.readerCPU, readerCPU)] {
+            if let cpu, cpu >= cpuCount {
+                throw SweepError("\(axis.flag) \(cpu): no such CPU; this machine has CPUs 0-\(cpuCount - 1)")
+            }
+        }
+        let nodes = env.numa.nodes
+        let nodeList = nodes.isEmpty ? "none (no NUMA support: leave out the node flags)" : nodes.map { String($0.id) }.joined(separator: ", ")
+        for (axis, node) in [(SweepAxis.writerNode, writerNode), (.readerNode, readerNode), (.memoryNode, memoryNode)] {
+            guard let node else { continue }
+            guard let n = nodes.first(where: { $0.id == node }) else {
+                throw SweepError("\(axis.flag) \(node): no such NUMA node; this machine has node\(nodes.count == 1 ? "" : "s") \(nodeList)")
+            }
+            _ = n
+        }
+        if !placement.isUnplaced {
+            do { try placement.validate() } catch let e as HarnessError {
+                throw SweepError("placement: \(e.description)")
+            }
+        }
+    }
+
+    /// Where the threads run and the buffers live (the harness's `Placement`).
+    public var placement: Placement {
+        var p = Placement(writerCPU: writerCPU, readerCPU: readerCPU, writerNode: writerNode, readerNode: readerNode)
+        if let memoryNode { p.memoryNode = memoryNode }
+        return p
+    }
+
+    /// The harness workload this point describes.
+    public func makeWorkload() throws -> Workload {
+        try validate()
+        let options = TransportOptions(engine: EngineOptions(configuration: engineConfiguration))
+        switch workload {
+        case "stream", "kva-pressure":
+            let stream = StreamConfig(
+                transport: transport, options: options, totalBytes: effectiveTotal,
+                writeSize: writeSize, readSize: effectiveReadSize,
+                verify: verify, placement: placement)
+            if workload == "stream" { return .stream(stream) }
+            return .kvaPressure(KVAPressureConfig(
+                tierPercent: kvaTier ?? 0, stream: stream, maxpipekva: engineConfiguration.maxpipekva))
+        case "pingpong":
+            return .pingpong(PingPongConfig(
+                transport: transport, options: options, messageSize: messageSize,
+                iterations: iterations, warmupIterations: effectiveWarmupIterations,
+                verify: verify, ratePerSecond: rate, placement: placement))
+        default:
+            throw SweepError("--workload '\(workload)' is unknown; use one of: \(knownWorkloads.joined(separator: ", "))")
+        }
+    }
+
+    /// Canonical text of one parameter (nil: not set).
+    public func value(_ axis: SweepAxis) -> String? {
+        switch axis {
+        case .workload: return workload
+        case .transport: return transport.rawValue
+        case .writeSize: return SizeSpec.format(writeSize)
+        case .readSize: return readSize.map(SizeSpec.format)
+        case .total: return totalBytes.map(SizeSpec.format)
+        case .messageSize: return SizeSpec.format(messageSize)
+        case .iterations: return String(iterations)
+        case .warmupIterations: return warmupIterations.map(String.init)
+        case .rate: return rate.map { $0 == $0.rounded() ? String(Int($0)) : String($0) }
+        case .verify: return verify ? "on" : "off"
+        case .mindirect: return mindirect.map(SizeSpec.format)
+        case .pipeSize: return pipeSize.map(SizeSpec.format)
+        case .bigPipeSize: return bigPipeSize.map(SizeSpec.format)
+        case .smallPipeSize: return smallPipeSize.map(SizeSpec.format)
+        case .maxpipekva: return maxpipekva.map(SizeSpec.format)
+        case .hold: return hold?.rawValue
+        case .wait: return waitSpinNs.map { $0 == 0 ? "park" : "spin:\($0)" }
+        case .piperesize: return piperesize.map { $0 ? "on" : "off" }
+        case .kvaTier: return kvaTier.map(String.init)
+        case .writerCPU: return writerCPU.map(String.init)
+        case .readerCPU: return readerCPU.map(String.init)
+        case .writerNode: return writerNode.map(String.init)
+        case .readerNode: return readerNode.map(String.init)
+        case .memoryNode: return memoryNode.map(String.init)
+        }
+    }
+
+    /// "stream engine w=4K md=8K": the workload and transport, then every axis in `varying`.
+    public func describe(varying: [SweepAxis]) -> String {
+        var parts = [workload, transport.rawValue]
+        for axis in varying where axis != .workload && axis != .transport {
+            if let v = value(axis) { parts.append("\(axis.short)=\(v)") }
+        }
+        return parts.joined(separator: " ")
+    }
+}
+
+/// A sweep: for each axis, the values to take (axes not listed keep the base point's value).
+public struct SweepSpecification: Sendable {
+    public var base: SweepPoint
+    public var axes: [(axis: SweepAxis, values: [String])]
+
+    public init(base: SweepPoint = SweepPoint(), axes: [(axis: SweepAxis, values: [String])] = []) {
+        self.base = base
+        self.axes = axes
+    }
+
+    /// Sets an axis from flag or config text (replacing an earlier setting of the same axis).
+    public mutating func set(_ axis: SweepAxis, _ texts: [String]) throws {
+        var values: [String] = []
+        for t in texts { values += try axis.expand(t) }
+        values = ListSpec.unique(values)
+        guard !values.isEmpty else { throw SweepError("\(axis.flag): no value given") }
+        axes.removeAll { $0.axis == axis }
+        axes.append((axis, values))
+        axes.sort { SweepAxis.allCases.firstIndex(of: $0.axis)! < SweepAxis.allCases.firstIndex(of: $1.axis)! }
+    }
+
+    public func values(of axis: SweepAxis) -> [String]? { axes.first { $0.axis == axis }?.values }
+
+    /// Axes with more than one value.
+    public var varyingAxes: [SweepAxis] { axes.filter { $0.values.count > 1 }.map(\.axis) }
+
+    /// Every point of the product, labelled, validated, without duplicates. Parameters that
+    /// do not apply to a point's workload or transport are dropped, so for instance a
+    /// `--write-size` axis does not multiply pingpong points, nor `--mindirect` linux-pipe
+    /// points.
+    public func points() throws -> [SweepPoint] {
+        var base = self.base
+        if values(of: .kvaTier) != nil {
+            if let workloads = values(of: .workload) {
+                guard workloads.contains("kva-pressure") else {
+                    throw SweepError("--kva-tier applies to --workload kva-pressure; add it to --workload or leave out --kva-tier")
+                }
+            } else {
+                base.workload = "kva-pressure"   // --kva-tier alone means the kva-pressure workload
+            }
+        }
+        let varying = varyingAxes
+        var out: [SweepPoint] = []
+        var seen = Set<SweepPoint>()
+        for combo in SweepMatrix.product(axes.map { ($0.axis.rawValue, $0.values) }) {
+            var p = base
+            for (name, value) in combo { try p.apply(SweepAxis(rawValue: name)!, value) }
+            p = p.normalized()
+            p.label = p.describe(varying: varying.filter { p.applies($0) })
+            if seen.insert(p).inserted {
+                try p.validate()
+                out.append(p)
+            }
+        }
+        return out
+    }
+}
+
+extension SweepPoint {
+    /// Whether a parameter means anything for this point's workload and transport.
+    public func applies(_ axis: SweepAxis) -> Bool {
+        if axis == .kvaTier { return workload == "kva-pressure" }
+        switch axis.group {
+        case "engine": return transport == .engine
+        default: break
+        }
+        switch axis {
+        case .writeSize, .readSize, .total: return workload == "stream" || workload == "kva-pressure"
+        case .messageSize, .iterations, .warmupIterations, .rate: return workload == "pingpong"
+        case .readerCPU: return !(workload == "stream" && transport == .memcpy)
+        default: return true
+        }
+    }
+
+    /// Resets parameters that do not apply (so equal measurements get equal points).
+    public func normalized() -> SweepPoint {
+        var p = self
+        let d = SweepPoint()
+        if !applies(.mindirect) {
+            p.mindirect = nil; p.pipeSize = nil; p.bigPipeSize = nil; p.smallPipeSize = nil
+            p.maxpipekva = nil; p.hold = nil; p.waitSpinNs = nil; p.piperesize = nil
+        }
+        if workload == "kva-pressure" && kvaTier == nil { p.kvaTier = 0 }
+        if workload != "kva-pressure" { p.kvaTier = nil }
+        if !applies(.writeSize) { p.writeSize = d.writeSize; p.readSize = nil; p.totalBytes = nil }
+        if !applies(.messageSize) { p.messageSize = d.messageSize; p.iterations = d.iterations; p.warmupIterations = nil; p.rate = nil }
+        if !applies(.readerCPU) { p.readerCPU = nil }
+        p.label = ""
+        return p
+    }
+}

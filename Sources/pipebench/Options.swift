@@ -1,0 +1,147 @@
+import ArgumentParser
+import Foundation
+import PipeHarness
+
+/// The parameters of a configuration, one flag per harness parameter. Every flag takes a
+/// value (sizes: 64, 4K, 1M, 1G; lists: a,b,c; ranges: 4K..1M doubles, 0..3 counts) and may
+/// be repeated; `run` accepts lists only for --transport.
+struct ParameterOptions: ParsableArguments {
+    @Option(name: .customLong("workload"), help: ArgumentHelp("stream (throughput), pingpong (round-trip latency) or kva-pressure (stream under a KVA tier).", valueName: "name"))
+    var workload: [String] = []
+    @Option(name: .customLong("transport"), help: ArgumentHelp("engine, linux-pipe, linux-vmsplice, unix-socket, spsc-ring, memcpy (comma list).", valueName: "list"))
+    var transport: [String] = []
+    @Option(name: .customLong("write-size"), help: ArgumentHelp("stream: bytes per write (default 64K).", valueName: "size"))
+    var writeSize: [String] = []
+    @Option(name: .customLong("read-size"), help: ArgumentHelp("stream: bytes per read (default: the write size).", valueName: "size"))
+    var readSize: [String] = []
+    @Option(name: .customLong("total"), help: ArgumentHelp("stream: bytes per repetition, or auto (2048 writes, 16M to 256M).", valueName: "size"))
+    var total: [String] = []
+    @Option(name: .customLong("message-size"), help: ArgumentHelp("pingpong: bytes each way (default 1).", valueName: "size"))
+    var messageSize: [String] = []
+    @Option(name: .customLong("iterations"), help: ArgumentHelp("pingpong: round trips per repetition (default 10000).", valueName: "n"))
+    var iterations: [String] = []
+    @Option(name: .customLong("warmup-iterations"), help: ArgumentHelp("pingpong: unrecorded round trips first (default min(1000, iterations/10)).", valueName: "n"))
+    var warmupIterations: [String] = []
+    @Option(name: .customLong("rate"), help: ArgumentHelp("pingpong: fixed rate in messages/s, latency from the intended send time.", valueName: "per-second"))
+    var rate: [String] = []
+    @Option(name: .customLong("mindirect"), help: ArgumentHelp("engine: kern.ipc.pipe_mindirect, > 512 (default 8K).", valueName: "size"))
+    var mindirect: [String] = []
+    @Option(name: .customLong("pipe-size"), help: ArgumentHelp("engine: PIPE_SIZE (default 16K).", valueName: "size"))
+    var pipeSize: [String] = []
+    @Option(name: .customLong("big-pipe-size"), help: ArgumentHelp("engine: BIG_PIPE_SIZE (default 64K).", valueName: "size"))
+    var bigPipeSize: [String] = []
+    @Option(name: .customLong("small-pipe-size"), help: ArgumentHelp("engine: SMALL_PIPE_SIZE (default 4K).", valueName: "size"))
+    var smallPipeSize: [String] = []
+    @Option(name: .customLong("maxpipekva"), help: ArgumentHelp("engine: kern.ipc.maxpipekva (default physical memory / 64).", valueName: "size"))
+    var maxpipekva: [String] = []
+    @Option(name: .customLong("hold"), help: ArgumentHelp("engine: direct-write page hold: none, populate, mlock.", valueName: "strategy"))
+    var hold: [String] = []
+    @Option(name: .customLong("wait"), help: ArgumentHelp("engine: park, spin (50 us) or spin:NS (ns, or with us/ms).", valueName: "strategy"))
+    var wait: [String] = []
+    @Option(name: .customLong("piperesize"), help: ArgumentHelp("engine: kern.ipc.piperesizeallowed, on or off.", valueName: "on|off"))
+    var piperesize: [String] = []
+    @Option(name: .customLong("kva-tier"), help: ArgumentHelp("kva-pressure: fill pipekva above this % of maxpipekva with idle pipes first (100 = exhausted); implies --workload kva-pressure.", valueName: "percent"))
+    var kvaTier: [String] = []
+    @Option(name: .customLong("writer-cpu"), help: ArgumentHelp("Pin the writer (pingpong: client) to this CPU.", valueName: "cpu"))
+    var writerCPU: [String] = []
+    @Option(name: .customLong("reader-cpu"), help: ArgumentHelp("Pin the reader (pingpong: server) to this CPU.", valueName: "cpu"))
+    var readerCPU: [String] = []
+    @Option(name: .customLong("writer-node"), help: ArgumentHelp("Run the writer on this NUMA node (numa_run_on_node).", valueName: "node"))
+    var writerNode: [String] = []
+    @Option(name: .customLong("reader-node"), help: ArgumentHelp("NUMA node of the reader.", valueName: "node"))
+    var readerNode: [String] = []
+    @Option(name: .customLong("memory-node"), help: ArgumentHelp("Bind both user buffers and the engine arena to this node (mbind); where they landed is recorded.", valueName: "node"))
+    var memoryNode: [String] = []
+    @Flag(name: .customLong("verify"), help: "Send a sequence-numbered payload and check every byte (fails the run on a wrong byte).")
+    var verify = false
+
+    /// Flag values by axis, in the order given.
+    var byAxis: [(SweepAxis, [String])] {
+        var out: [(SweepAxis, [String])] = [
+            (.workload, workload), (.transport, transport), (.writeSize, writeSize), (.readSize, readSize),
+            (.total, total), (.messageSize, messageSize), (.iterations, iterations),
+            (.warmupIterations, warmupIterations), (.rate, rate), (.mindirect, mindirect),
+            (.pipeSize, pipeSize), (.bigPipeSize, bigPipeSize), (.smallPipeSize, smallPipeSize),
+            (.maxpipekva, maxpipekva), (.hold, hold), (.wait, wait), (.piperesize, piperesize),
+            (.kvaTier, kvaTier), (.writerCPU, writerCPU), (.readerCPU, readerCPU),
+            (.writerNode, writerNode), (.readerNode, readerNode), (.memoryNode, memoryNode),
+        ]
+        if verify { out.append((.verify, ["on"])) }
+        return out.filter { !$0.1.isEmpty }
+    }
+
+    var isEmpty: Bool { byAxis.isEmpty }
+}
+
+/// How a run is repeated, where its results go and how it reports progress.
+struct RunOptions: ParsableArguments {
+    @Option(name: .customLong("repetitions"), help: ArgumentHelp("Measured repetitions of each configuration, interleaved A B A B (default: run 7, sweep 5).", valueName: "n"))
+    var repetitions: Int?
+    @Option(name: .customLong("warmup"), help: ArgumentHelp("Warm-up rounds run first and discarded (default 1).", valueName: "n"))
+    var warmup: Int?
+    @Option(name: .customLong("csv"), help: ArgumentHelp("Write the CSV here (default: results/<command>-<UTC time>.csv, never overwriting).", valueName: "path"))
+    var csv: String?
+    @Option(name: .customLong("json"), help: ArgumentHelp("Also write the results as JSON here.", valueName: "path"))
+    var json: String?
+    @Flag(name: .customLong("force"), help: "Overwrite --csv/--json files that exist.")
+    var force = false
+    @Option(name: .customLong("progress"), help: ArgumentHelp("auto (a bar on a terminal), bar, json (NDJSON events on stdout), none.", valueName: "mode"))
+    var progress: ProgressMode = .auto
+    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "No progress and no table; only errors.")
+    var quiet = false
+}
+
+enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
+    case auto, bar, json, none
+}
+
+/// Builds the sweep a command describes: defaults, then a config file, then flags.
+struct PlanBuilder {
+    var spec = SweepSpecification()
+    var repetitions: Int?
+    var warmup: Int?
+    var csv: String?
+    var json: String?
+    var label: String?
+
+    mutating func apply(configFile path: String) throws {
+        for entry in try SweepConfigFile.load(path: path) {
+            let key = SweepConfigFile.canonicalKey(entry.key)
+            if let axis = SweepAxis(rawValue: key) {
+                do {
+                    try spec.set(axis, [entry.value.flagText])
+                } catch let e as SweepError {
+                    throw SweepError("\(path)\(entry.line > 0 ? ":\(entry.line)" : ""): \(e.message)")
+                }
+                continue
+            }
+            func int() throws -> Int {
+                if case .integer(let i) = entry.value { return i }
+                throw SweepError("\(path): '\(entry.key)' must be a whole number")
+            }
+            func string() throws -> String {
+                if case .string(let s) = entry.value { return s }
+                throw SweepError("\(path): '\(entry.key)' must be a string")
+            }
+            switch key {
+            case "repetitions": repetitions = try int()
+            case "warmup": warmup = try int()
+            case "csv": csv = try string()
+            case "json": json = try string()
+            case "label": label = try string()
+            default: throw SweepError("\(path): unknown key '\(entry.key)'")
+            }
+        }
+    }
+
+    mutating func apply(_ p: ParameterOptions) throws {
+        for (axis, texts) in p.byAxis { try spec.set(axis, texts) }
+    }
+
+    mutating func apply(_ r: RunOptions) {
+        if let v = r.repetitions { repetitions = v }
+        if let v = r.warmup { warmup = v }
+        if let v = r.csv { csv = v }
+        if let v = r.json { json = v }
+    }
+}

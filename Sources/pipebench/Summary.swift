@@ -1,0 +1,132 @@
+import Foundation
+import PipeHarness
+
+/// Plain-text tables.
+enum TextTable {
+    /// Columns after the first are right-aligned.
+    static func render(_ rows: [[String]], indent: String = "  ", leftAligned: Set<Int> = [0]) -> String {
+        guard let header = rows.first else { return "" }
+        var widths = [Int](repeating: 0, count: header.count)
+        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+        var out: [String] = []
+        for (n, r) in rows.enumerated() {
+            let cells = r.enumerated().map { i, c in
+                let pad = String(repeating: " ", count: max(0, widths[i] - c.count))
+                return leftAligned.contains(i) ? c + pad : pad + c
+            }
+            out.append(indent + cells.joined(separator: "  "))
+            if n == 0 { out.append(indent + widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+        }
+        return out.joined(separator: "\n")
+    }
+}
+
+/// The table printed after `run` and `sweep`: per workload, each configuration's median with
+/// its 95% interval, and its ratio to the Linux pipe measured in the same run.
+enum SummaryPrinter {
+    static let engineColumns: Set<String> = [
+        "pipe_mindirect_B", "pipe_size_B", "big_pipe_size_B", "small_pipe_size_B", "maxpipekva_B",
+        "hold", "wait_spin_ns", "piperesize", "kva_tier_pct",
+    ]
+
+    /// The linux-pipe group measured with the same workload parameters, if any.
+    static func baseline(for g: ResultsSummary.Group, in groups: [ResultsSummary.Group], _ t: ResultsTable) -> ResultsSummary.Group? {
+        let r = g.rows[0]
+        guard t.value(r, "transport") != "linux-pipe" else { return nil }
+        let ignore = engineColumns.union(["transport", "read_size_B"])
+        let key = ResultsSummary.parameterKey(t, r, ignoring: ignore)
+        let readSize = t.value(r, "read_size_B")
+        let candidates = groups.filter {
+            t.value($0.rows[0], "transport") == "linux-pipe" && t.value($0.rows[0], "run_id") == t.value(r, "run_id")
+                && ResultsSummary.parameterKey(t, $0.rows[0], ignoring: ignore) == key
+        }
+        if t.value(r, "transport") == "memcpy" {
+            // One thread: compare with a linux-pipe that reads what it writes, wherever its reader ran.
+            let looser = ignore.union(["reader_cpu", "reader_node"])
+            let key = ResultsSummary.parameterKey(t, r, ignoring: looser)
+            let pipes = groups.filter {
+                t.value($0.rows[0], "transport") == "linux-pipe" && t.value($0.rows[0], "run_id") == t.value(r, "run_id")
+                    && ResultsSummary.parameterKey(t, $0.rows[0], ignoring: looser) == key
+            }
+            return pipes.first { t.value($0.rows[0], "read_size_B") == t.value($0.rows[0], "write_size_B") } ?? pipes.first
+        }
+        return candidates.first { t.value($0.rows[0], "read_size_B") == readSize }
+    }
+
+    static func ratioText(_ g: ResultsSummary.Group, _ base: ResultsSummary.Group?, _ column: String) -> String {
+        guard let base else { return "" }
+        guard let r = Statistics.bootstrapRatioOfMedians(baseline: base.samples(column), candidate: g.samples(column)) else { return "" }
+        return String(format: "%.2fx [%.2f, %.2f]", r.estimate, r.lower, r.upper)
+    }
+
+    static func interval(_ xs: [Double], scale: Double, format: String) -> (String, String) {
+        guard !xs.isEmpty else { return ("", "") }
+        let m = String(format: format, Statistics.median(xs) / scale)
+        var ci = ""
+        if let i = Statistics.medianConfidenceInterval(xs) {
+            ci = "[" + String(format: format, i.lower / scale) + ", " + String(format: format, i.upper / scale) + "]"
+            if !i.reachesConfidence { ci += "*" }
+        }
+        return (m, ci)
+    }
+
+    static func render(_ t: ResultsTable) -> String {
+        let groups = ResultsSummary.groups(t)
+        var out: [String] = []
+        var footnote = false
+        let stream = groups.filter { t.value($0.rows[0], "workload") == "stream" }
+        if !stream.isEmpty {
+            out.append("\nStream throughput (GB/s = 10^9 B/s, higher is better; ratio = median / linux-pipe median, bootstrap 95% CI)")
+            var rows = [["configuration", "write", "GB/s", "95% CI", "min-max", "CPU ns/B", "vs linux-pipe"]]
+            for g in stream {
+                let xs = g.samples("throughput_GBps")
+                let (m, ci) = interval(xs, scale: 1, format: "%.3f")
+                if ci.hasSuffix("*") { footnote = true }
+                let mm = xs.isEmpty ? "" : String(format: "%.2f-%.2f", xs.min()!, xs.max()!)
+                let cpu = g.median("cpu_ns_per_B").map { String(format: "%.3f", $0) } ?? ""
+                let w = Int(t.value(g.rows[0], "write_size_B")).map(SizeSpec.format) ?? ""
+                rows.append([g.label, w, m, ci, mm, cpu, ratioText(g, baseline(for: g, in: groups, t), "throughput_GBps")])
+            }
+            out.append(TextTable.render(rows))
+        }
+        let pingpong = groups.filter { t.value($0.rows[0], "workload") == "pingpong" }
+        if !pingpong.isEmpty {
+            out.append("\nPingpong round trip (µs, lower is better; ratio = p50 median / linux-pipe p50 median, bootstrap 95% CI)")
+            var rows = [["configuration", "message", "p50 µs", "95% CI", "p99 µs", "p99.9 µs", "vs linux-pipe"]]
+            for g in pingpong {
+                let (m, ci) = interval(g.samples("p50_ns"), scale: 1000, format: "%.2f")
+                if ci.hasSuffix("*") { footnote = true }
+                let p99 = g.median("p99_ns").map { String(format: "%.2f", $0 / 1000) } ?? ""
+                let p999 = g.median("p999_ns").map { String(format: "%.2f", $0 / 1000) } ?? ""
+                let msg = Int(t.value(g.rows[0], "message_size_B")).map(SizeSpec.format) ?? ""
+                rows.append([g.label, msg, m, ci, p99, p999, ratioText(g, baseline(for: g, in: groups, t), "p50_ns")])
+            }
+            out.append(TextTable.render(rows))
+        }
+        let kva = groups.filter { t.value($0.rows[0], "workload") == "kva-pressure" }
+        if !kva.isEmpty {
+            out.append("\nKVA pressure: engine stream after ballast pipes fill pipekva to a tier of maxpipekva (GB/s, higher is better)")
+            var rows = [["configuration", "tier %", "band", "pipekva %", "GB/s", "95% CI", "buffer start-end", "allocfail"]]
+            for g in kva {
+                let r0 = g.rows[0]
+                let (m, ci) = interval(g.samples("throughput_GBps"), scale: 1, format: "%.3f")
+                if ci.hasSuffix("*") { footnote = true }
+                let pct = g.median("kva_pipekva_before_pct").map { String(format: "%.1f", $0) } ?? ""
+                let start = Int(t.value(r0, "kva_buffer_size_start_B")).map(SizeSpec.format) ?? "-"
+                let end = Int(t.value(r0, "kva_buffer_size_end_B")).map(SizeSpec.format) ?? "-"
+                rows.append([g.label, t.value(r0, "kva_tier_pct"), t.value(r0, "kva_band"), pct, m, ci, "\(start)-\(end)", t.value(r0, "kva_pipeallocfail")])
+            }
+            out.append(TextTable.render(rows, leftAligned: [0, 2]))
+        }
+        if let r = t.rows.indices.first {
+            let before = Double(t.value(r, "probe_before_ns")).map { String(format: "%.0f", $0) } ?? "?"
+            let after = Double(t.value(r, "probe_after_ns")).map { String(format: "%.0f", $0) } ?? "?"
+            out.append("\nRepetitions: \(t.value(r, "repetitions")) (+\(t.value(r, "warmup_repetitions")) warm-up), interleaved. Core-to-core probe (CPUs \(t.value(r, "probe_cpus").replacingOccurrences(of: ";", with: ","))): \(before) ns before, \(after) ns after.")
+            let placements = Set(t.rows.indices.map { "\(t.value($0, "writer_cpu").isEmpty ? "any" : t.value($0, "writer_cpu"))/\(t.value($0, "reader_cpu").isEmpty ? "any" : t.value($0, "reader_cpu"))" }).sorted()
+            out.append("Writer/reader CPUs (pingpong: client/server): \(placements.joined(separator: ", ")); memcpy uses the writer's.")
+            if t.value(r, "env_build") == "debug" { out.append("Note: a debug build; measure with `swift build -c release`.") }
+        }
+        if footnote { out.append("* fewer than 6 repetitions: the interval is min-max and covers the median with less than 95%.") }
+        return out.joined(separator: "\n")
+    }
+}

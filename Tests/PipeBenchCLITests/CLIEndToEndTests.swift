@@ -1,0 +1,229 @@
+import Foundation
+import Testing
+@testable import PipeHarness
+
+/// The built `pipebench` executable: next to the test bundle (SwiftPM puts products and the
+/// test runner in one directory), else under a scratch directory of the package.
+func pipebenchBinary() -> String? {
+    var candidates: [String] = []
+    if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+        var dir = (exe as NSString).deletingLastPathComponent
+        // Bundles may sit inside a *.xctest directory.
+        for _ in 0..<3 {
+            candidates.append(dir + "/pipebench")
+            dir = (dir as NSString).deletingLastPathComponent
+        }
+    }
+    var root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    for _ in 0..<3 { root = root.deletingLastPathComponent() }
+    for scratch in [".build-cli", ".build"] {
+        candidates.append(root.path + "/\(scratch)/debug/pipebench")
+        candidates.append(root.path + "/\(scratch)/release/pipebench")
+    }
+    return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+}
+
+struct Outcome {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs pipebench in `directory` (a fresh temporary one by default).
+func pipebench(_ args: [String], in directory: String? = nil) throws -> Outcome {
+    guard let binary = pipebenchBinary() else {
+        Issue.record("pipebench binary not found next to the tests; build it with `swift build`")
+        return Outcome(status: -1, stdout: "", stderr: "")
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: binary)
+    p.arguments = args
+    p.currentDirectoryURL = URL(fileURLWithPath: directory ?? makeTempDir())
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    // Read both before waiting, so that a full pipe cannot block the child.
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Outcome(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+}
+
+func makeTempDir() -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pipebench-test-\(UUID().uuidString)").path
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+func write(_ text: String, _ path: String) {
+    FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+}
+
+@Suite(.serialized) struct CLIEndToEndTests {
+    /// Bad input: one line on stderr naming the problem, a non-zero status, nothing run.
+    static let badInputs: [([String], Int32, String)] = [
+        (["run", "--bogus"], 64, "Unknown option '--bogus'"),
+        (["frobnicate"], 64, "frobnicate"),
+        (["run", "--write-size", "4Q"], 64, "malformed size '4Q'"),
+        (["sweep", "--write-size", "1M..4K"], 64, "needs 0 < start <= end"),
+        (["run", "--mindirect", "512"], 64, "pipe_mindirect = 512 must be greater than PIPE_BUF (512)"),
+        (["run", "--pipe-size", "5000"], 64, "PIPE_SIZE = 5000 must be a positive multiple of PAGE_SIZE"),
+        (["run", "--writer-node", "4096"], 64, "no such NUMA node; this machine has node"),
+        (["run", "--memory-node", "4096"], 64, "no such NUMA node"),
+        (["run", "--reader-cpu", "100000"], 64, "no such CPU"),
+        (["run", "--transport", "carrier-pigeon"], 64, "--transport 'carrier-pigeon' is unknown"),
+        (["run", "--workload", "pingpong", "--transport", "memcpy"], 64, "memcpy has no pingpong"),
+        (["run", "--write-size", "4K,8K"], 64, "use `pipebench sweep`"),
+        (["run", "--hold", "glue"], 64, "--hold 'glue' is unknown"),
+        (["run", "--wait", "nap"], 64, "use park, spin or spin:NS"),
+        (["run", "--progress", "fancy"], 64, "fancy"),
+        (["run", "--csv", "/nonexistent-dir/x.csv"], 73, "directory '/nonexistent-dir' does not exist"),
+        (["run", "--json", "/proc/x.json"], 73, "cannot create files in '/proc'"),
+        (["sweep", "--write-size", "4K..16K", "--shard", "3/2"], 64, "shards are numbered 1 to 2"),
+        (["sweep", "--write-size", "4K..16K", "--shard", "x"], 64, "write it as I/N"),
+        (["sweep"], 64, "sweep needs parameters"),
+        (["sweep", "--config", "/nonexistent.toml"], 64, "cannot read config file"),
+        (["compare", "only-one.csv"], 64, "compare needs two result files"),
+        (["compare", "--run", "mindirect=8K"], 64, "--run and --vs go together"),
+        (["compare", "--run", "mindirect=8K,16K", "--vs", "mindirect=8K"], 64, "describes 2 configurations"),
+        (["compare", "a.csv", "b.csv", "--threshold", "five"], 64, "give a percentage"),
+        (["compare", "/nonexistent-a.csv", "/nonexistent-b.csv"], 65, "cannot read '/nonexistent-a.csv'"),
+        (["export", "/nonexistent.csv"], 65, "cannot read"),
+    ]
+
+    @Test func badInputGetsOneLineAndNonZeroExit() throws {
+        for (args, status, fragment) in Self.badInputs {
+            let o = try pipebench(args)
+            #expect(o.status == status, "\(args): status \(o.status), stderr \(o.stderr)")
+            #expect(o.stderr.contains(fragment), "\(args): \(o.stderr)")
+            #expect(o.stderr.hasPrefix("pipebench: error: "), "\(args): \(o.stderr)")
+            #expect(o.stderr.split(separator: "\n").count == 1, "\(args): not one line: \(o.stderr)")
+            #expect(o.stdout.isEmpty, "\(args): \(o.stdout)")
+        }
+    }
+
+    @Test func kvaTierDrivesTheKVAPressureWorkload() throws {
+        let o = try pipebench(["sweep", "--kva-tier", "0,50,75,90", "--list"])
+        #expect(o.status == 0, "\(o.stderr)")
+        #expect(o.stdout.contains("4 of 4 points"), "\(o.stdout)")
+        #expect(o.stdout.contains("kva-pressure engine kva=75"), "\(o.stdout)")
+        for (args, fragment) in [
+            (["sweep", "--workload", "stream", "--kva-tier", "50"], "--kva-tier applies to --workload kva-pressure"),
+            (["run", "--workload", "kva-pressure", "--transport", "linux-pipe"], "runs on --transport engine only"),
+            (["run", "--workload", "pairs"], "pairs"),
+            (["sweep", "--kva-tier", "101"], "0 to 100"),
+        ] {
+            let e = try pipebench(args)
+            #expect(e.status == 64, "\(args): \(e.stderr)")
+            #expect(e.stderr.contains(fragment), "\(args): \(e.stderr)")
+            #expect(e.stderr.split(separator: "\n").count == 1)
+        }
+    }
+
+    @Test func configFileErrors() throws {
+        let dir = makeTempDir()
+        write("wrte-size = \"4K\"\n", dir + "/typo.toml")
+        write("[engine]\nmindirect = \"512\"\n", dir + "/low.toml")
+        write("{\"transport\": [\"engine\"], \"colour\": \"red\"}", dir + "/bad.json")
+        for (file, fragment) in [("typo.toml", "typo.toml:1: unknown key 'wrte-size'"),
+                                 ("low.toml", "PIPE_BUF"), ("bad.json", "unknown key 'colour'")] {
+            let o = try pipebench(["sweep", "--config", file], in: dir)
+            #expect(o.status == 64, "\(file): \(o.stderr)")
+            #expect(o.stderr.contains(fragment), "\(file): \(o.stderr)")
+            #expect(o.stderr.split(separator: "\n").count == 1)
+        }
+        // A good file lists its points without running them.
+        write("transport = [\"engine\", \"linux-pipe\"]\n[workload]\nwrite-size = \"4K..16K\"\n[engine]\nmindirect = [\"4K\", \"8K\"]\n", dir + "/ok.toml")
+        let o = try pipebench(["sweep", "--config", "ok.toml", "--list"], in: dir)
+        #expect(o.status == 0, "\(o.stderr)")
+        #expect(o.stdout.contains("9 of 9 points"), "\(o.stdout)")
+        let shard = try pipebench(["sweep", "--config", "ok.toml", "--list", "--shard", "2/4"], in: dir)
+        #expect(shard.stdout.contains("2 of 9 points (shard 2/4)"), "\(shard.stdout)")
+    }
+
+    @Test func schemaMismatchAndCompareExitCodes() throws {
+        let dir = makeTempDir()
+        let base = table([("engine", "engine", samples(2.0)), ("linux-pipe", "linux-pipe", samples(3.0))])
+        write(base.csv(), dir + "/a.csv")
+        write(table([("engine", "engine", samples(2.02)), ("linux-pipe", "linux-pipe", samples(2.98))], runID: "r2").csv(), dir + "/same.csv")
+        write(table([("engine", "engine", samples(1.5)), ("linux-pipe", "linux-pipe", samples(3.0))], runID: "r2").csv(), dir + "/slower.csv")
+        write(table([("engine", "engine", samples(2.6)), ("linux-pipe", "linux-pipe", samples(3.0))], runID: "r2").csv(), dir + "/faster.csv")
+        write("name,value\nx,1\n", dir + "/other.csv")
+        write(base.csv().replacingOccurrences(of: "\(ResultsSchema.csvVersion),", with: "pipebench-csv/9,"), dir + "/future.csv")
+
+        #expect(try pipebench(["compare", "a.csv", "same.csv"], in: dir).status == 0)
+        let slower = try pipebench(["compare", "a.csv", "slower.csv"], in: dir)
+        #expect(slower.status == 2)
+        #expect(slower.stdout.contains("REGRESSION"))
+        #expect(try pipebench(["compare", "a.csv", "faster.csv"], in: dir).status == 4)
+        #expect(try pipebench(["compare", "a.csv", "faster.csv", "--threshold", "40"], in: dir).status == 0)
+
+        for (file, fragment) in [("other.csv", "is not a pipebench results CSV"), ("future.csv", "has schema 'pipebench-csv/9'")] {
+            let o = try pipebench(["compare", "a.csv", file], in: dir)
+            #expect(o.status == 65, "\(o.stderr)")
+            #expect(o.stderr.contains(fragment), "\(o.stderr)")
+            #expect(o.stderr.split(separator: "\n").count == 1)
+        }
+    }
+
+    @Test func exportRoundTripAndConcatenation() throws {
+        let dir = makeTempDir()
+        let t = table([("engine", "engine", samples(2.0, 3))])
+        write(t.csv(), dir + "/a.csv")
+        write(table([("ring", "spsc-ring", samples(5.0, 3))], runID: "r2").csv(), dir + "/b.csv")
+        #expect(try pipebench(["export", "a.csv", "-o", "a.json"], in: dir).status == 0)
+        #expect(try pipebench(["export", "a.json", "-o", "back.csv"], in: dir).status == 0)
+        #expect(FileManager.default.contents(atPath: dir + "/back.csv") == FileManager.default.contents(atPath: dir + "/a.csv"))
+        let again = try pipebench(["export", "a.json", "-o", "back.csv"], in: dir)
+        #expect(again.status == 73)
+        #expect(again.stderr.contains("already exists"))
+        #expect(try pipebench(["export", "a.csv", "b.csv", "-o", "all.csv"], in: dir).status == 0)
+        #expect(try ResultsTable.read(path: dir + "/all.csv").rows.count == 6)
+        let md = try pipebench(["export", "all.csv", "--to", "markdown"], in: dir)
+        #expect(md.stdout.contains("| ring | stream | spsc-ring |"))
+    }
+
+    @Test func smallRunWritesTidyCSV() throws {
+        let dir = makeTempDir()
+        let o = try pipebench(["run", "--transport", "linux-pipe,spsc-ring", "--write-size", "4K", "--total", "256K",
+                               "--repetitions", "2", "--warmup", "0", "--quiet"], in: dir)
+        #expect(o.status == 0, "\(o.stderr)")
+        #expect(o.stdout.isEmpty && o.stderr.isEmpty)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/results")
+        #expect(files.count == 1 && files[0].hasPrefix("run-") && files[0].hasSuffix(".csv"))
+        let t = try ResultsTable.read(path: dir + "/results/" + files[0])
+        #expect(t.rows.count == 4, "one row per repetition")
+        #expect(Set(t.rows.indices.map { t.value($0, "transport") }) == ["linux-pipe", "spsc-ring"])
+        #expect(t.rows.indices.allSatisfy { Double(t.value($0, "throughput_GBps"))! > 0 })
+        #expect(t.value(0, "write_size_B") == "4096")
+        #expect(t.value(0, "total_B") == "262144")
+        #expect(t.value(0, "pipe_mindirect_B") == "", "engine parameters are empty for other transports")
+
+        // NDJSON progress: every stdout line is a JSON object, first start, last done.
+        let j = try pipebench(["run", "--workload", "pingpong", "--transport", "linux-pipe", "--iterations", "200",
+                               "--repetitions", "2", "--warmup", "0", "--progress", "json", "--csv", "p.csv"], in: dir)
+        #expect(j.status == 0, "\(j.stderr)")
+        let lines = j.stdout.split(separator: "\n")
+        for l in lines { #expect((try? JSONSerialization.jsonObject(with: Data(l.utf8))) is [String: Any], "\(l)") }
+        #expect(lines.first?.contains("\"event\": \"start\"") == true)
+        #expect(lines.last?.contains("\"event\": \"done\"") == true)
+        #expect(lines.filter { $0.contains("\"event\": \"step\"") }.count == 2)
+        // The file exists now: no silent overwrite.
+        let again = try pipebench(["run", "--transport", "linux-pipe", "--csv", "p.csv", "--quiet"], in: dir)
+        #expect(again.status == 73)
+        #expect(again.stderr.contains("add --force"))
+    }
+
+    @Test func helpHasExamplesForEveryCommand() throws {
+        for sub in ["run", "sweep", "compare", "export", "topology", "sysctl", "columns"] {
+            let o = try pipebench([sub, "--help"])
+            #expect(o.status == 0)
+            #expect(o.stdout.contains("Examples:"), "\(sub)")
+            #expect(o.stdout.contains("pipebench \(sub)"), "\(sub)")
+        }
+        let completion = try pipebench(["--generate-completion-script", "bash"])
+        #expect(completion.status == 0)
+        #expect(completion.stdout.contains("_pipebench"))
+    }
+}

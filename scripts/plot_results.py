@@ -1,0 +1,234 @@
+"""Charts of a pipebench results CSV (schema pipebench-csv/1). See scripts/plot."""
+import csv
+import math
+import os
+import statistics
+import sys
+from collections import OrderedDict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+SCHEMA = "pipebench-csv/1"
+
+
+def fail(msg):
+    print(f"plot: error: {msg}", file=sys.stderr)
+    sys.exit(65)
+
+
+def size_label(n):
+    n = int(n)
+    for shift, unit in ((30, "G"), (20, "M"), (10, "K")):
+        if n and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+def load(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        fail(f"{path} has no rows")
+    if rows[0].get("schema") != SCHEMA:
+        fail(f"{path} is not a {SCHEMA} file (schema: {rows[0].get('schema')!r})")
+    return rows
+
+
+def num(row, col):
+    v = row.get(col, "")
+    return float(v) if v not in ("", None) else None
+
+
+def groups(rows, key):
+    out = OrderedDict()
+    for r in rows:
+        out.setdefault(key(r), []).append(r)
+    return out
+
+
+def med(rows, col):
+    xs = [x for x in (num(r, col) for r in rows) if x is not None]
+    return (statistics.median(xs), min(xs), max(xs)) if xs else None
+
+
+def footer(fig, rows):
+    r = rows[0]
+    commit = r.get("env_git_commit", "")[:10]
+    text = (f"{r.get('env_cpu_model', '')}, {r.get('env_online_cpus', '')} CPUs, Linux {r.get('env_kernel', '')}, "
+            f"{r.get('env_build', '')} build, commit {commit}; {r.get('repetitions', '')} repetitions, "
+            "median with min-max")
+    fig.text(0.01, 0.005, text, fontsize=7, color="gray")
+
+
+def series_label(r, with_mindirect):
+    t = r["transport"]
+    if with_mindirect and t == "engine":
+        return f"engine mindirect={size_label(r['pipe_mindirect_B'])}"
+    return t
+
+
+def plot_lines(ax, series, ylabel, logy=False):
+    for name, pts in series.items():
+        pts.sort()
+        xs = [p[0] for p in pts]
+        ys = [p[1][0] for p in pts]
+        lo = [p[1][0] - p[1][1] for p in pts]
+        hi = [p[1][2] - p[1][0] for p in pts]
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=name)
+    ax.set_xscale("log", base=2)
+    xticks = sorted({p[0] for pts in series.values() for p in pts})
+    ax.set_xticks(xticks)
+    ax.set_xticklabels([size_label(x) for x in xticks], rotation=45)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def stream_charts(rows, out, stem):
+    made = []
+    stream = [r for r in rows if r["workload"] == "stream"]
+    if not stream:
+        return made
+    sizes = {r["write_size_B"] for r in stream}
+    if len(sizes) > 1:
+        # Throughput vs write size per transport (engine split by pipe_mindirect when it varies).
+        mindirects = {r["pipe_mindirect_B"] for r in stream if r["transport"] == "engine"}
+        split = len(mindirects) > 1
+        series = OrderedDict()
+        for (name, w), g in groups(stream, lambda r: (series_label(r, split), int(r["write_size_B"]))).items():
+            series.setdefault(name, []).append((w, med(g, "throughput_GBps")))
+        fig, ax = plt.subplots(figsize=(9, 5.5))
+        plot_lines(ax, series, "throughput, GB/s (10^9 B/s)", logy=True)
+        ax.set_xlabel("write size (bytes)")
+        ax.set_title("Stream throughput vs write size, per transport")
+        footer(fig, rows)
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        made.append(save(fig, out, stem, "throughput-vs-write-size"))
+        if split:
+            engine = [r for r in stream if r["transport"] == "engine"]
+            series = OrderedDict()
+            for (md, w), g in groups(engine, lambda r: (int(r["pipe_mindirect_B"]), int(r["write_size_B"]))).items():
+                series.setdefault(md, []).append((w, med(g, "throughput_GBps")))
+            series = OrderedDict((f"pipe_mindirect={size_label(k)}", v) for k, v in sorted(series.items()))
+            fig, ax = plt.subplots(figsize=(9, 5.5))
+            plot_lines(ax, series, "throughput, GB/s (10^9 B/s)")
+            for md in sorted(mindirects, key=int):
+                ax.axvline(int(md), color="gray", linestyle=":", alpha=0.5)
+            ax.set_xlabel("write size (bytes); dotted: the pipe_mindirect values")
+            ax.set_title("Engine throughput vs write size, per pipe_mindirect")
+            footer(fig, rows)
+            fig.tight_layout(rect=(0, 0.03, 1, 1))
+            made.append(save(fig, out, stem, "engine-throughput-per-mindirect"))
+    if len(sizes) > 1:
+        return made
+    # Per configuration bars (the default suite has one write size).
+    g = groups(stream, lambda r: r["label"])
+    labels = list(g.keys())
+    stats = [med(v, "throughput_GBps") for v in g.values()]
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(labels)), 5))
+    bars = ax.bar(range(len(labels)), [s[0] for s in stats],
+                  yerr=[[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]], capsize=4,
+                  color=[{"engine": "tab:blue", "linux-pipe": "tab:orange", "memcpy": "tab:gray"}.get(v[0]["transport"], "tab:green") for v in g.values()])
+    for b, s in zip(bars, stats):
+        ax.annotate(f"{s[0]:.2f}", (b.get_x() + b.get_width() / 2, s[0]), ha="center", va="bottom", fontsize=8,
+                    xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels([f"{k}\n({size_label(v[0]['write_size_B'])} writes)" for k, v in g.items()], fontsize=8, rotation=30 if len(labels) > 6 else 0)
+    ax.set_yscale("log")
+    ax.set_ylabel("throughput, GB/s (log scale)")
+    ax.set_title("Stream throughput per configuration")
+    ax.grid(True, axis="y", alpha=0.3)
+    footer(fig, rows)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    made.append(save(fig, out, stem, "throughput-per-configuration"))
+    return made
+
+
+def latency_chart(rows, out, stem):
+    pp = [r for r in rows if r["workload"] == "pingpong"]
+    if not pp:
+        return []
+    g = groups(pp, lambda r: r["label"])
+    pcts = [("p50_ns", "p50"), ("p90_ns", "p90"), ("p99_ns", "p99"), ("p999_ns", "p99.9"), ("p9999_ns", "p99.99")]
+    fig, ax = plt.subplots(figsize=(max(8, 2.2 * len(g)), 5.5))
+    width = 0.8 / len(pcts)
+    for i, (col, name) in enumerate(pcts):
+        stats = [med(v, col) for v in g.values()]
+        xs = [k + (i - (len(pcts) - 1) / 2) * width for k in range(len(g))]
+        ax.bar(xs, [s[0] / 1000 for s in stats], width,
+               yerr=[[(s[0] - s[1]) / 1000 for s in stats], [(s[2] - s[0]) / 1000 for s in stats]], capsize=2, label=name)
+    ax.set_xticks(range(len(g)))
+    ax.set_xticklabels([f"{k}\n({v[0]['message_size_B']} B)" for k, v in g.items()], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("round trip, µs (log scale)")
+    ax.set_title("Pingpong round-trip latency percentiles (median over repetitions, min-max)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    footer(fig, rows)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return [save(fig, out, stem, "latency-percentiles")]
+
+
+def kva_chart(rows, out, stem):
+    kva = [r for r in rows if r["workload"] == "kva-pressure"]
+    if not kva:
+        return []
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 5))
+    series = OrderedDict()
+    sizes = OrderedDict()
+    for (w, tier), g in groups(kva, lambda r: (int(r["write_size_B"]), int(r["kva_tier_pct"]))).items():
+        series.setdefault(f"{size_label(w)} writes", []).append((tier, med(g, "throughput_GBps")))
+        sizes.setdefault(f"{size_label(w)} writes", []).append((tier, med(g, "kva_buffer_size_end_B")))
+    for name, pts in series.items():
+        pts.sort()
+        ax1.errorbar([p[0] for p in pts], [p[1][0] for p in pts],
+                     yerr=[[p[1][0] - p[1][1] for p in pts], [p[1][2] - p[1][0] for p in pts]], marker="o", capsize=3, label=name)
+    for name, pts in sizes.items():
+        pts = sorted(p for p in pts if p[1] is not None)
+        ax2.plot([p[0] for p in pts], [p[1][0] / 1024 for p in pts], marker="s", label=name)
+    for ax in (ax1, ax2):
+        for x in (50, 75):
+            ax.axvline(x, color="gray", linestyle=":", alpha=0.6)
+        ax.set_xlabel("KVA tier: pipekva filled above this % of maxpipekva (100 = exhausted)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    ax1.set_ylabel("throughput, GB/s (0 = no pipe could be made)")
+    ax1.set_title("Engine stream throughput under KVA pressure")
+    ax2.set_ylabel("workload pipe buffer at the end, KiB")
+    ax2.set_title("Buffer size the KVA policy left")
+    footer(fig, rows)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return [save(fig, out, stem, "kva-tiers")]
+
+
+def save(fig, out, stem, name):
+    path = os.path.join(out, f"{stem}-{name}.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main():
+    if len(sys.argv) < 2:
+        fail("usage: scripts/plot RESULTS.csv [OUTPUT_DIR]")
+    path = sys.argv[1]
+    if not os.path.exists(path):
+        fail(f"cannot read {path}")
+    out = sys.argv[2] if len(sys.argv) > 2 else os.path.dirname(os.path.abspath(path))
+    os.makedirs(out, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    rows = load(path)
+    made = stream_charts(rows, out, stem) + latency_chart(rows, out, stem) + kva_chart(rows, out, stem)
+    for m in made:
+        print(m)
+    if not made:
+        print("plot: nothing to chart in this file", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
