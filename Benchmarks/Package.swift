@@ -4,7 +4,13 @@
 // and testing PipeBench never compiles the benchmark tool and its malloc interposer.
 //   swift package --package-path Benchmarks benchmark
 //   swift package --package-path Benchmarks benchmark thresholds check --metric mallocCountTotal
+import Foundation
 import PackageDescription
+
+// A path dependency's identity is its folder's name, which depends on where the repository was
+// cloned: read it from this file's location rather than hard-coding it.
+let rootPackage = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().lastPathComponent.lowercased()
 
 let package = Package(
     name: "PipeBenchBenchmarks",
@@ -17,7 +23,7 @@ let package = Package(
         .executableTarget(
             name: "PipeEngineBenchmarks",
             dependencies: [
-                .product(name: "PipeEngine", package: "main"),
+                .product(name: "PipeEngine", package: rootPackage),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/PipeEngineBenchmarks",
