@@ -17,6 +17,9 @@ public struct CoreProbeResult: Codable, Sendable {
 }
 
 public enum CoreProbe {
+    /// The round trips a probe makes unless told otherwise.
+    public static let defaultRoundTrips = 20_000
+
     /// Two threads pinned to `cpuA` and `cpuB` pass a counter back and forth through one
     /// cache line: A stores an odd value and spins until B has stored the next even one.
     /// Round trips are timed in batches of `batchSize` because one clock read (~20 ns) is a
@@ -24,7 +27,7 @@ public enum CoreProbe {
     ///
     /// Both threads spin; if they share a CPU, the spin turns into `sched_yield` after a while,
     /// so the probe still finishes, measuring context switches instead.
-    public static func measure(cpuA: Int, cpuB: Int, roundTrips: Int = 20_000, batchSize: Int = 100) throws -> CoreProbeResult {
+    public static func measure(cpuA: Int, cpuB: Int, roundTrips: Int = defaultRoundTrips, batchSize: Int = 100) throws -> CoreProbeResult {
         guard roundTrips > 0, batchSize > 0 else {
             throw HarnessError.invalidArgument("core probe needs positive round trips and batch size")
         }

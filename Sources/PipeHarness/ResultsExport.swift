@@ -3,7 +3,7 @@ import Foundation
 extension ResultsTable {
     // MARK: JSON
 
-    /// `{"schema": "pipebench-json/1", "columns": [...], "rows": [{column: value}, ...]}`, with
+    /// `{"schema": "pipebench-json/2", "columns": [...], "rows": [{column: value}, ...]}`, with
     /// integers, numbers and booleans typed and empty cells null. `parseJSON` reads it back
     /// to the same table.
     public func json() -> String {
@@ -69,10 +69,12 @@ extension ResultsTable {
         guard let file = try? JSONDecoder().decode(JSONFile.self, from: Data(text.utf8)) else {
             throw ResultsError(.input, "\(name) is not a pipebench results JSON (schema \(ResultsSchema.jsonVersion)); give a file written by pipebench")
         }
-        guard file.schema == ResultsSchema.jsonVersion else {
-            throw ResultsError(.input, "\(name) has schema '\(file.schema)', this pipebench reads \(ResultsSchema.jsonVersion)")
+        let isVersion1 = file.schema == ResultsSchema.jsonVersion1
+        guard file.schema == ResultsSchema.jsonVersion || isVersion1 else {
+            throw ResultsError(.input, "\(name) has schema '\(file.schema)', this pipebench reads \(ResultsSchema.jsonVersion) (and \(ResultsSchema.jsonVersion1))")
         }
-        guard file.columns == ResultsSchema.columnNames else {
+        // Version 1 lacks the columns version 2 added; they read as empty.
+        guard file.columns == (isVersion1 ? ResultsSchema.version1ColumnNames : ResultsSchema.columnNames) else {
             throw ResultsError(.input, "\(name): columns differ from \(ResultsSchema.jsonVersion); give an unmodified pipebench JSON")
         }
         var rows: [[String]] = []
@@ -87,6 +89,7 @@ extension ResultsTable {
                 case .string(let s): r[i] = s
                 }
             }
+            if isVersion1 && r[0] == ResultsSchema.csvVersion1 { r[0] = ResultsSchema.csvVersion }
             guard r[0] == ResultsSchema.csvVersion else {
                 throw ResultsError(.input, "\(name): row \(n + 1) has schema '\(r[0])', this pipebench reads \(ResultsSchema.csvVersion)")
             }

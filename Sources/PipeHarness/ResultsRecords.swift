@@ -35,6 +35,14 @@ extension ResultsTable {
                     int("warmup_iterations", point.effectiveWarmupIterations)
                     num("rate_per_s", point.rate)
                 }
+                if point.applies(.pairs) {
+                    int("pairs", point.pairs)
+                    set("pair_cpus", point.pairCPUs?.description)
+                }
+                if point.applies(.writers) {
+                    int("writers", point.writers)
+                    set("mux", point.mux.rawValue)
+                }
                 bool("verify", point.verify)
                 if point.transport == .engine {
                     let e = point.engineConfiguration
@@ -90,8 +98,53 @@ extension ResultsTable {
                     num("rtt_mean_ns", l.mean)
                     int("late_sends", p.lateSends)
                 }
+                func streams(_ bps: [Double]) {
+                    num("stream_min_GBps", bps.min().map { $0 / 1e9 })
+                    num("stream_max_GBps", bps.max().map { $0 / 1e9 })
+                    set("streams_GBps", bps.map { ResultsTable.formatNumber($0 / 1e9) }.joined(separator: ";"))
+                }
+                if let p = rep.pairs {
+                    num("throughput_GBps", p.aggregateBytesPerSecond / 1e9)
+                    int("wall_ns", p.wallNs)
+                    int("bytes_B", p.totalBytes)
+                    int("writer_cpu_ns", p.perPair.reduce(Int64(0)) { $0 + $1.writerCPUNs })
+                    int("reader_cpu_ns", p.perPair.reduce(Int64(0)) { $0 + $1.readerCPUNs })
+                    num("cpu_ns_per_B", p.cpuNsPerByte)
+                    int("write_calls", p.perPair.reduce(0) { $0 + $1.writeCalls })
+                    int("read_calls", p.perPair.reduce(0) { $0 + $1.readCalls })
+                    streams(p.perPair.map(\.bytesPerSecond))
+                    cpus("writer_cpus_seen", p.perPair.flatMap(\.writerCPUsSeen))
+                    cpus("reader_cpus_seen", p.perPair.flatMap(\.readerCPUsSeen))
+                    int("kernel_pipe_size_B", p.perPair.first?.kernelPipeSize)
+                    bool("integrity_ok", p.verified ? p.integrityOK : nil)
+                }
+                if let f = rep.fanin {
+                    num("throughput_GBps", f.aggregateBytesPerSecond / 1e9)
+                    int("wall_ns", f.wallNs)
+                    int("bytes_B", f.bytesReceived)
+                    int("writer_cpu_ns", f.writerCPUNs.reduce(0, +))
+                    int("reader_cpu_ns", f.readerCPUNs)
+                    num("cpu_ns_per_B", f.cpuNsPerByte)
+                    int("write_calls", f.writeCalls)
+                    int("read_calls", f.readCalls)
+                    streams(f.perWriterBytesPerSecond)
+                    int("mux_calls", f.muxCalls)
+                    int("ready_events", f.readyEvents)
+                    int("empty_reads", f.emptyReads)
+                    cpus("writer_cpus_seen", f.writerCPUsSeen.flatMap { $0 })
+                    cpus("reader_cpus_seen", f.readerCPUsSeen)
+                    bool("integrity_ok", f.verified ? f.integrityOK : nil)
+                }
+                /// The node all pairs' buffers of one kind agree on (nil when they differ).
+                func agreed(_ xs: [MemoryLocation?]) -> MemoryLocation? {
+                    let nodes = Set(xs.map { $0?.dominantNode })
+                    return nodes.count == 1 ? xs.first ?? nil : nil
+                }
                 let memory: [MemoryLocation?] = rep.stream.map { [$0.writerMemory, $0.readerMemory, $0.arenaMemory] }
-                    ?? rep.pingpong.map { [$0.clientMemory, $0.serverMemory, $0.arenaMemory] } ?? [nil, nil, nil]
+                    ?? rep.pingpong.map { [$0.clientMemory, $0.serverMemory, $0.arenaMemory] }
+                    ?? rep.pairs.map { p in [agreed(p.perPair.map(\.writerMemory)), agreed(p.perPair.map(\.readerMemory)),
+                                            p.arenaMemory ?? agreed(p.perPair.map(\.arenaMemory))] }
+                    ?? rep.fanin.map { [$0.writerMemory, $0.readerMemory, $0.arenaMemory] } ?? [nil, nil, nil]
                 int("writer_memory_node_seen", memory[0]?.dominantNode)
                 int("reader_memory_node_seen", memory[1]?.dominantNode)
                 int("arena_memory_node_seen", memory[2]?.dominantNode)

@@ -15,10 +15,21 @@ public struct ResultsError: Error, CustomStringConvertible, Equatable, Sendable 
     public var description: String { message }
 }
 
-/// The columns of a pipebench results file, in their documented order. Version 1.
+/// The columns of a pipebench results file, in their documented order. Version 2: version 1
+/// plus the pairs and fanin columns (`addedInVersion2`). Files of version 1 are still read,
+/// their rows moved into version 2's columns with the new ones empty.
 public enum ResultsSchema {
-    public static let csvVersion = "pipebench-csv/1"
-    public static let jsonVersion = "pipebench-json/1"
+    public static let csvVersion = "pipebench-csv/2"
+    public static let jsonVersion = "pipebench-json/2"
+    public static let csvVersion1 = "pipebench-csv/1"
+    public static let jsonVersion1 = "pipebench-json/1"
+
+    /// The columns version 2 added; version 1's columns are the others, in the same order.
+    public static let addedInVersion2: Set<String> = [
+        "pairs", "pair_cpus", "writers", "mux",
+        "stream_min_GBps", "stream_max_GBps", "streams_GBps", "mux_calls", "ready_events", "empty_reads",
+    ]
+    public static let version1ColumnNames: [String] = columnNames.filter { !addedInVersion2.contains($0) }
 
     public enum ColumnType: String, Sendable { case text, integer, number, boolean }
     public enum Group: String, Sendable, CaseIterable { case run, parameter, metric, probe, environment }
@@ -35,22 +46,26 @@ public enum ResultsSchema {
     }
 
     public static let columns: [Column] = [
-        c("schema", .text, .run, "Schema and version of the row: `pipebench-csv/1`."),
+        c("schema", .text, .run, "Schema and version of the row: `pipebench-csv/2`."),
         c("run_id", .text, .run, "One invocation of pipebench (UTC start time and process id); shards of a sweep have different ids."),
         c("label", .text, .run, "Readable name of the configuration, unique within a run (`engine-direct`, `stream engine w=4K md=8K`)."),
         c("repetition", .integer, .run, "0-based repetition of this configuration."),
         c("order", .integer, .run, "0-based position of this repetition in the run's interleaved sequence (A B C A B C …), for drift."),
         c("warmup_repetitions", .integer, .run, "Warm-up rounds run and discarded before the repetitions."),
         c("repetitions", .integer, .run, "Repetitions of each configuration in the run."),
-        c("workload", .text, .parameter, "`stream` (throughput) or `pingpong` (round-trip latency)."),
+        c("workload", .text, .parameter, "`stream` (throughput), `pingpong` (round-trip latency), `pairs` (K streams at once), `fanin` (K writers, one multiplexing reader) or `kva-pressure`."),
         c("transport", .text, .parameter, "`engine`, `linux-pipe`, `linux-vmsplice`, `unix-socket`, `spsc-ring` or `memcpy`."),
-        c("write_size_B", .integer, .parameter, "stream: bytes per write call."),
-        c("read_size_B", .integer, .parameter, "stream: bytes asked for per read call."),
-        c("total_B", .integer, .parameter, "stream: bytes sent per repetition."),
+        c("write_size_B", .integer, .parameter, "stream, pairs, fanin: bytes per write call."),
+        c("read_size_B", .integer, .parameter, "stream, pairs, fanin: bytes asked for per read call."),
+        c("total_B", .integer, .parameter, "stream: bytes sent per repetition; pairs: per pair; fanin: per writer."),
         c("message_size_B", .integer, .parameter, "pingpong: bytes each way per round trip."),
         c("iterations", .integer, .parameter, "pingpong: round trips recorded per repetition."),
         c("warmup_iterations", .integer, .parameter, "pingpong: round trips run first and not recorded."),
         c("rate_per_s", .number, .parameter, "pingpong: fixed send rate (messages/s); empty for closed loop."),
+        c("pairs", .integer, .parameter, "pairs: writer/reader pairs running at once (2K threads)."),
+        c("pair_cpus", .text, .parameter, "pairs: `--pair-cpus` as given, WRITER:READER per pair (`0:1,1:0`) or `spread`; empty: every pair placed by writer_cpu/reader_cpu."),
+        c("writers", .integer, .parameter, "fanin: writer threads, each with a pipe of its own."),
+        c("mux", .text, .parameter, "fanin: how the reader waits for ready pipes, `poll` or `kqueue`."),
         c("verify", .boolean, .parameter, "Payload checked byte for byte."),
         c("pipe_mindirect_B", .integer, .parameter, "engine: `kern.ipc.pipe_mindirect`, the smallest write taking the direct path."),
         c("pipe_size_B", .integer, .parameter, "engine: `PIPE_SIZE`."),
@@ -61,24 +76,30 @@ public enum ResultsSchema {
         c("wait_spin_ns", .integer, .parameter, "engine: longest spin before a waiting thread parks (0 = park)."),
         c("piperesize", .boolean, .parameter, "engine: `kern.ipc.piperesizeallowed`."),
         c("kva_tier_pct", .integer, .parameter, "kva-pressure: `pipekva` filled to this percentage of `maxpipekva` first."),
-        c("writer_cpu", .integer, .parameter, "CPU the writer (pingpong: client) was pinned to; empty = unpinned."),
-        c("reader_cpu", .integer, .parameter, "CPU the reader (pingpong: server) was pinned to; empty = unpinned."),
+        c("writer_cpu", .integer, .parameter, "CPU the writer (pingpong: client; pairs, fanin: every writer) was pinned to; empty = unpinned."),
+        c("reader_cpu", .integer, .parameter, "CPU the reader (pingpong: server; pairs: every reader) was pinned to; empty = unpinned."),
         c("writer_node", .integer, .parameter, "NUMA node asked for the writer."),
         c("reader_node", .integer, .parameter, "NUMA node asked for the reader."),
         c("memory_node", .integer, .parameter, "NUMA node asked for the buffers."),
-        c("metric", .text, .metric, "The number the runner summarises each repetition by: `throughput` or `p50 round trip`."),
+        c("metric", .text, .metric, "The number the runner summarises each repetition by: `throughput`, `p50 round trip` or `aggregate throughput` (pairs, fanin)."),
         c("value", .number, .metric, "That number, in `unit`."),
         c("unit", .text, .metric, "`B/s` or `ns`."),
-        c("throughput_GBps", .number, .metric, "stream: bytes received / wall time, in 10^9 bytes per second."),
-        c("wall_ns", .integer, .metric, "stream: first thread start to last thread end; pingpong: the recorded round trips."),
-        c("bytes_B", .integer, .metric, "stream: bytes the reader received."),
-        c("writer_cpu_ns", .integer, .metric, "CPU time of the writer (pingpong: client) thread."),
-        c("reader_cpu_ns", .integer, .metric, "CPU time of the reader (pingpong: server) thread; 0 for memcpy."),
-        c("cpu_ns_per_B", .number, .metric, "stream: (writer + reader CPU time) / bytes."),
-        c("write_calls", .integer, .metric, "stream: write calls made (short writes count)."),
-        c("read_calls", .integer, .metric, "stream: read calls that returned data."),
-        c("writer_cpus_seen", .text, .metric, "CPUs the writer ran on at start and end (`0;0`)."),
-        c("reader_cpus_seen", .text, .metric, "CPUs the reader ran on at start and end (`-1` = no reader)."),
+        c("throughput_GBps", .number, .metric, "stream: bytes received / wall time, in 10^9 bytes per second; pairs, fanin: all streams' bytes / wall time (aggregate)."),
+        c("wall_ns", .integer, .metric, "stream, pairs, fanin: first thread start to last thread end; pingpong: the recorded round trips."),
+        c("bytes_B", .integer, .metric, "stream: bytes the reader received; pairs, fanin: all readers, all pipes."),
+        c("writer_cpu_ns", .integer, .metric, "CPU time of the writer (pingpong: client) thread; pairs, fanin: all writer threads together."),
+        c("reader_cpu_ns", .integer, .metric, "CPU time of the reader (pingpong: server) thread, 0 for memcpy; pairs: all reader threads together."),
+        c("cpu_ns_per_B", .number, .metric, "stream, pairs, fanin: (writer + reader CPU time) / bytes."),
+        c("write_calls", .integer, .metric, "stream, pairs, fanin: write calls made (short writes count), all writers."),
+        c("read_calls", .integer, .metric, "stream, pairs, fanin: read calls that returned data, all readers."),
+        c("stream_min_GBps", .number, .metric, "pairs: slowest pair's throughput; fanin: slowest writer's (its bytes / time until the reader saw its end of file)."),
+        c("stream_max_GBps", .number, .metric, "pairs, fanin: the fastest pair's (writer's)."),
+        c("streams_GBps", .text, .metric, "pairs, fanin: every pair's (writer's) throughput, in order, `;`-separated."),
+        c("mux_calls", .integer, .metric, "fanin: poll or kevent calls the reader made."),
+        c("ready_events", .integer, .metric, "fanin: descriptors those calls reported ready, all calls together."),
+        c("empty_reads", .integer, .metric, "fanin: reads that found a pipe empty (EAGAIN)."),
+        c("writer_cpus_seen", .text, .metric, "CPUs the writer ran on at start and end (`0;0`); pairs, fanin: two per writer, in order."),
+        c("reader_cpus_seen", .text, .metric, "CPUs the reader ran on at start and end (`-1` = no reader); pairs: two per reader, in order."),
         c("kernel_pipe_size_B", .integer, .metric, "Kernel pipe capacity in force (F_GETPIPE_SZ), kernel transports only."),
         c("integrity_ok", .boolean, .metric, "Verified runs: every byte arrived and matched; empty when not verified."),
         c("rtt_count", .integer, .metric, "pingpong: round trips in the histogram."),
@@ -91,7 +112,7 @@ public enum ResultsSchema {
         c("rtt_max_ns", .integer, .metric, "pingpong: slowest round trip."),
         c("rtt_mean_ns", .number, .metric, "pingpong: mean round trip."),
         c("late_sends", .integer, .metric, "pingpong fixed rate: sends already late when due."),
-        c("writer_memory_node_seen", .integer, .metric, "Node holding most of the writer's (client's) buffer pages after the run (move_pages); empty when not placed."),
+        c("writer_memory_node_seen", .integer, .metric, "Node holding most of the writer's (client's) buffer pages after the run (move_pages); pairs: when all pairs agree; fanin: writer 0's."),
         c("reader_memory_node_seen", .integer, .metric, "The same for the reader's (server's) buffer."),
         c("arena_memory_node_seen", .integer, .metric, "The same for the engine's KVA arena."),
         c("kva_band", .text, .metric, "kva-pressure: regime the ballast put the engine in (`at-most-half`, `above-half`, `above-three-quarters`, `exhausted`)."),
@@ -251,8 +272,23 @@ public struct ResultsTable: Sendable, Equatable {
             throw ResultsError(.input, "\(name) is not a pipebench results CSV (its first column is '\(header.first ?? "")', expected 'schema'); give a CSV written by pipebench")
         }
         let version = records.count > 1 ? records[1].first ?? "" : ""
-        if !version.isEmpty && version != ResultsSchema.csvVersion {
-            throw ResultsError(.input, "\(name) has schema '\(version)', this pipebench reads \(ResultsSchema.csvVersion); convert it with the pipebench that wrote it")
+        if !version.isEmpty && version != ResultsSchema.csvVersion && version != ResultsSchema.csvVersion1 {
+            throw ResultsError(.input, "\(name) has schema '\(version)', this pipebench reads \(ResultsSchema.csvVersion) (and \(ResultsSchema.csvVersion1)); convert it with the pipebench that wrote it")
+        }
+        if header == ResultsSchema.version1ColumnNames && version != ResultsSchema.csvVersion {
+            // Version 1: the same columns less those version 2 added; move each row over.
+            var rows: [[String]] = []
+            for (n, r) in records.dropFirst().enumerated() {
+                if r.count == 1 && r[0].isEmpty { continue }
+                guard r.count == header.count else {
+                    throw ResultsError(.input, "\(name): row \(n + 2) has \(r.count) fields, the header \(header.count); the file is damaged")
+                }
+                guard r[0] == ResultsSchema.csvVersion1 else {
+                    throw ResultsError(.input, "\(name): row \(n + 2) has schema '\(r[0])', the file's header is \(ResultsSchema.csvVersion1)'s")
+                }
+                rows.append(upgradeVersion1Row(r))
+            }
+            return ResultsTable(rows: rows)
         }
         guard header == ResultsSchema.columnNames else {
             let missing = ResultsSchema.columnNames.filter { !header.contains($0) }
@@ -271,6 +307,15 @@ public struct ResultsTable: Sendable, Equatable {
             rows.append(r)
         }
         return ResultsTable(rows: rows)
+    }
+
+    /// A row of version 1's columns as a row of this version (new columns empty).
+    static func upgradeVersion1Row(_ r: [String]) -> [String] {
+        var out = emptyRow()
+        for (j, column) in ResultsSchema.version1ColumnNames.enumerated() where j > 0 {
+            out[ResultsSchema.index[column]!] = r[j]
+        }
+        return out
     }
 
     // MARK: files

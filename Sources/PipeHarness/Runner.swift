@@ -7,6 +7,9 @@ public enum Workload: Sendable {
     /// A stream in an engine whose KVA is filled to a tier; summarised by its throughput
     /// (0 for the exhausted tier, where no pipe can be made: see the result's `workloadError`).
     case kvaPressure(KVAPressureConfig)
+    /// K writers into one reader multiplexing them (poll or kqueue); summarised by aggregate
+    /// throughput.
+    case fanin(FanInConfig)
 
     /// The number each repetition is summarised by: stream throughput in bytes per second
     /// (higher is better), pingpong median round trip in ns (lower is better). The full
@@ -17,17 +20,18 @@ public enum Workload: Sendable {
         case .pingpong: return "p50 round trip"
         case .pairs: return "aggregate throughput"
         case .kvaPressure: return "throughput"
+        case .fanin: return "aggregate throughput"
         }
     }
     public var unit: String {
         switch self {
-        case .stream, .pairs, .kvaPressure: return "B/s"
+        case .stream, .pairs, .kvaPressure, .fanin: return "B/s"
         case .pingpong: return "ns"
         }
     }
     public var higherIsBetter: Bool {
         switch self {
-        case .stream, .pairs, .kvaPressure: return true
+        case .stream, .pairs, .kvaPressure, .fanin: return true
         case .pingpong: return false
         }
     }
@@ -52,6 +56,7 @@ public struct Repetition: Codable, Sendable {
     public var pingpong: PingPongResult?
     public var pairs: PairsResult? = nil
     public var kvaPressure: KVAPressureResult? = nil
+    public var fanin: FanInResult? = nil
 }
 
 public struct ConfigurationReport: Codable, Sendable {
@@ -97,7 +102,7 @@ public struct Runner: Sendable {
         public var cpuA: Int
         public var cpuB: Int
         public var roundTrips: Int
-        public init(cpuA: Int, cpuB: Int, roundTrips: Int = 20_000) {
+        public init(cpuA: Int, cpuB: Int, roundTrips: Int = CoreProbe.defaultRoundTrips) {
             self.cpuA = cpuA
             self.cpuB = cpuB
             self.roundTrips = roundTrips
@@ -143,6 +148,8 @@ public struct Runner: Sendable {
                 if let p = c.placements.first, let a = p.writerCPU, let b = p.readerCPU { return Probe(cpuA: a, cpuB: b) }
             case .kvaPressure(let c):
                 if let a = c.stream.writerCPU, let b = c.stream.readerCPU { return Probe(cpuA: a, cpuB: b) }
+            case .fanin(let c):
+                if let a = c.placement.writerCPU, let b = c.placement.readerCPU { return Probe(cpuA: a, cpuB: b) }
             }
         }
         let cpus = EnvironmentInfo.captureUsableCPUs()
@@ -241,6 +248,17 @@ public struct Runner: Sendable {
                 if s.bytesReceived != s.totalBytes { throw HarnessError.unexpectedEOF(expected: s.totalBytes, received: s.bytesReceived) }
             }
             return Repetition(order: 0, value: r.bytesPerSecond, stream: r.stream, pingpong: nil, kvaPressure: r)
+        case .fanin(let config):
+            let r = try FanInWorkload.run(config)
+            if config.verify {
+                if let m = r.mismatches.first?.mismatch {
+                    throw HarnessError.integrity(offset: m.offset, expected: m.expected, actual: m.actual)
+                }
+                if let short = r.perWriterBytes.first(where: { $0 != r.bytesPerWriter }) {
+                    throw HarnessError.unexpectedEOF(expected: r.bytesPerWriter, received: short)
+                }
+            }
+            return Repetition(order: 0, value: r.aggregateBytesPerSecond, stream: nil, pingpong: nil, fanin: r)
         }
     }
 }

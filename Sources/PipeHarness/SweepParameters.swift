@@ -7,6 +7,7 @@ public enum SweepAxis: String, CaseIterable, Sendable {
     case workload, transport
     case writeSize = "write-size", readSize = "read-size", total
     case messageSize = "message-size", iterations, warmupIterations = "warmup-iterations", rate
+    case pairs, pairCPUs = "pair-cpus", writers, mux
     case verify
     // engine (PipeConfiguration)
     case mindirect, pipeSize = "pipe-size", bigPipeSize = "big-pipe-size", smallPipeSize = "small-pipe-size"
@@ -22,21 +23,22 @@ public enum SweepAxis: String, CaseIterable, Sendable {
         switch self {
         case .writeSize, .readSize, .total, .messageSize, .mindirect, .pipeSize, .bigPipeSize, .smallPipeSize, .maxpipekva:
             return .size
-        case .iterations, .warmupIterations, .kvaTier, .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
+        case .iterations, .warmupIterations, .pairs, .writers, .kvaTier, .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
             return .integer
         case .rate: return .number
-        case .workload, .transport, .verify, .hold, .wait, .piperesize: return .text
+        case .workload, .transport, .verify, .hold, .wait, .piperesize, .pairCPUs, .mux: return .text
         }
     }
 
     /// The config-file table the key may also appear under (`[engine]`, `[workload]`, `[placement]`).
     public var group: String {
         switch self {
-        case .workload, .transport, .writeSize, .readSize, .total, .messageSize, .iterations, .warmupIterations, .rate, .verify:
+        case .workload, .transport, .writeSize, .readSize, .total, .messageSize, .iterations, .warmupIterations, .rate, .verify,
+             .pairs, .writers, .mux:
             return "workload"
         case .mindirect, .pipeSize, .bigPipeSize, .smallPipeSize, .maxpipekva, .hold, .wait, .piperesize, .kvaTier:
             return "engine"
-        case .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
+        case .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode, .pairCPUs:
             return "placement"
         }
     }
@@ -59,6 +61,7 @@ public enum SweepAxis: String, CaseIterable, Sendable {
         case .readerNode: return "rnode"
         case .memoryNode: return "mnode"
         case .kvaTier: return "kva"
+        case .pairCPUs: return "cpus"
         default: return rawValue
         }
     }
@@ -72,19 +75,57 @@ public enum SweepAxis: String, CaseIterable, Sendable {
             return try ListSpec.sizes(text, flag: flag).map(SizeSpec.format)
         case .integer:
             return try ListSpec.integers(text, flag: flag).map(String.init)
+        case .text where self == .pairCPUs:
+            // Commas separate the pairs of one layout; several layouts: repeat the flag.
+            return [try PairCPUs.parse(text).description]
         case .text, .number:
             return ListSpec.unique(try ListSpec.items(text, flag: flag))
         }
     }
 }
 
-/// The workloads the CLI knows by name; those not in this build's harness are refused with a
-/// message naming what is missing.
-public let knownWorkloads = ["stream", "pingpong", "kva-pressure"]
-public let plannedWorkloads = [
-    "pairs": "pipebench does not drive the pairs workload yet (PairsWorkload is in PipeHarness; the CLI needs a --pairs axis and per-pair columns)",
-    "fanin": "this build's PipeHarness has no fanin workload yet (issue 5)",
-]
+/// The workloads the CLI knows by name.
+public let knownWorkloads = ["stream", "pingpong", "pairs", "fanin", "kva-pressure"]
+
+/// The CPUs of each pair of the pairs workload: `W:R,W:R,…` (writer CPU, reader CPU; one entry
+/// per pair, or one entry for every pair), or `spread` (round-robin over the usable CPUs,
+/// `Placement.spread`).
+public enum PairCPUs: Sendable, Hashable, CustomStringConvertible {
+    case explicit([PairCPU])
+    case spread
+
+    public struct PairCPU: Sendable, Hashable {
+        public var writer: Int
+        public var reader: Int
+    }
+
+    public static func parse(_ text: String) throws -> PairCPUs {
+        let t = text.trimmingWhitespace()
+        if t == "spread" { return .spread }
+        let bad = SweepError("--pair-cpus '\(text)': give WRITER:READER CPUs per pair separated by commas, e.g. 0:1,1:0 (one entry applies to every pair), or spread")
+        var out: [PairCPU] = []
+        for item in t.split(separator: ",", omittingEmptySubsequences: false) {
+            let sides = item.split(separator: ":", omittingEmptySubsequences: false).map { String($0).trimmingWhitespace() }
+            guard sides.count == 2, let w = Int(sides[0]), let r = Int(sides[1]), w >= 0, r >= 0 else { throw bad }
+            out.append(PairCPU(writer: w, reader: r))
+        }
+        guard !out.isEmpty else { throw bad }
+        return .explicit(out)
+    }
+
+    public var description: String {
+        switch self {
+        case .spread: return "spread"
+        case .explicit(let xs): return xs.map { "\($0.writer):\($0.reader)" }.joined(separator: ",")
+        }
+    }
+
+    /// Every CPU named.
+    public var cpus: [Int] {
+        if case .explicit(let xs) = self { return xs.flatMap { [$0.writer, $0.reader] } }
+        return []
+    }
+}
 
 /// One fully specified configuration: what to measure, over which transport, with which
 /// engine tunables and placement. Nil engine fields keep PipeConfiguration's defaults.
@@ -101,6 +142,13 @@ public struct SweepPoint: Sendable, Hashable {
     /// Nil: min(1000, iterations / 10).
     public var warmupIterations: Int?
     public var rate: Double?
+    /// pairs: K writer/reader pairs.
+    public var pairs = 2
+    /// pairs: each pair's CPUs; nil places every pair as --writer-cpu/--reader-cpu say.
+    public var pairCPUs: PairCPUs?
+    /// fanin: K writers into one reader.
+    public var writers = 4
+    public var mux: FanInMux = .poll
     public var verify = false
     public var mindirect: Int?
     public var pipeSize: Int?
@@ -122,8 +170,21 @@ public struct SweepPoint: Sendable, Hashable {
 
     public init() {}
 
-    /// The stream size when none is given: 2048 writes, at least 16 MiB, at most 256 MiB.
-    public var autoTotal: Int { min(max(writeSize * 2048, 16 << 20), 256 << 20) }
+    /// Streams running at once: pairs for pairs, writers for fanin, else 1.
+    public var concurrentStreams: Int {
+        switch workload {
+        case "pairs": return pairs
+        case "fanin": return writers
+        default: return 1
+        }
+    }
+
+    /// The bytes per stream when none is given: 2048 writes, at least 16 MiB, at most 256 MiB
+    /// in all; pairs and fanin split that among their streams (at least 1 MiB each).
+    public var autoTotal: Int {
+        let all = min(max(writeSize * 2048, 16 << 20), 256 << 20)
+        return concurrentStreams == 1 ? all : max(all / concurrentStreams, 1 << 20)
+    }
     public var effectiveTotal: Int { totalBytes ?? autoTotal }
     public var effectiveReadSize: Int { readSize ?? writeSize }
     public var effectiveWarmupIterations: Int { warmupIterations ?? min(1000, iterations / 10) }
@@ -147,9 +208,6 @@ public struct SweepPoint: Sendable, Hashable {
         }
         switch axis {
         case .workload:
-            if let why = plannedWorkloads[text] {
-                throw SweepError("--workload \(text): \(why); available: \(knownWorkloads.joined(separator: ", "))")
-            }
             guard knownWorkloads.contains(text) else {
                 throw SweepError("--workload '\(text)' is unknown; use one of: \(knownWorkloads.joined(separator: ", "))")
             }
@@ -170,6 +228,20 @@ public struct SweepPoint: Sendable, Hashable {
                 throw SweepError("--rate '\(text)': give messages per second as a positive number, e.g. --rate 10000")
             }
             rate = r
+        case .pairs:
+            let v = try positive(int())
+            guard v <= 512 else { throw SweepError("--pairs \(text): at most 512 pairs (1024 threads)") }
+            pairs = v
+        case .pairCPUs: pairCPUs = try PairCPUs.parse(text)
+        case .writers:
+            let v = try positive(int())
+            guard v <= 512 else { throw SweepError("--writers \(text): at most 512 writers") }
+            writers = v
+        case .mux:
+            guard let m = FanInMux(rawValue: text) else {
+                throw SweepError("--mux '\(text)' is unknown; use one of: \(FanInMux.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            mux = m
         case .verify: verify = try Self.onOff(text, axis)
         case .mindirect: mindirect = try size()
         case .pipeSize: pipeSize = try size()
@@ -253,6 +325,23 @@ public struct SweepPoint: Sendable, Hashable {
         if workload == "pingpong" && transport == .memcpy {
             throw SweepError("--transport memcpy has no pingpong (it is one thread copying); use it with --workload stream")
         }
+        if workload == "pairs" && transport == .memcpy {
+            throw SweepError("--transport memcpy has no pairs (it is one thread copying); use it with --workload stream")
+        }
+        if workload == "fanin" && !FanInConfig.transports.contains(transport) {
+            throw SweepError("--workload fanin runs over --transport \(FanInConfig.transports.map(\.rawValue).joined(separator: " or ")) (got \(transport.rawValue))")
+        }
+        if workload == "fanin" && mux == .kqueue && transport != .engine {
+            throw SweepError("--mux kqueue is the engine's; Linux has no kqueue, so --transport \(transport.rawValue) takes --mux poll")
+        }
+        if workload == "pairs", case .explicit(let xs)? = pairCPUs {
+            guard xs.count == 1 || xs.count == pairs else {
+                throw SweepError("--pair-cpus \(pairCPUs!): \(xs.count) pairs of CPUs for --pairs \(pairs); give one per pair, or one for all")
+            }
+        }
+        if workload == "pairs" && pairCPUs != nil && (writerCPU != nil || readerCPU != nil) {
+            throw SweepError("--pair-cpus and --writer-cpu/--reader-cpu both place the pairs; give one or the other")
+        }
     }
 
     /// " (set with --mindirect)" for the first engine parameter a message names.
@@ -268,12 +357,14 @@ public struct SweepPoint: Sendable, Hashable {
         return ""
     }
 
-    /// Checks CPUs and NUMA nodes against the machine. Nodes: the placement code of issue 5 is
-    /// not in this build, so a node is accepted only where it holds every CPU this process may
-    /// use (then threads and memory are on it whatever we do); elsewhere it is refused.
+    /// Checks CPUs and NUMA nodes against the machine (names what exists), then the
+    /// placement's own checks (`Placement.validate`: CPUs usable by this process, nodes with
+    /// CPUs and memory), before any thread starts.
     public func validatePlacement(_ env: EnvironmentInfo) throws {
         let cpuCount = env.onlineCPUs
-        for (axis, cpu) in [(SweepAxis.writerCPU, writerCPU), (.readerCPU, readerCPU)] {
+        var named = [(SweepAxis.writerCPU, writerCPU), (.readerCPU, readerCPU)]
+        if workload == "pairs", let pairCPUs { named += pairCPUs.cpus.map { (.pairCPUs, $0) } }
+        for (axis, cpu) in named {
             if let cpu, cpu >= cpuCount {
                 throw SweepError("\(axis.flag) \(cpu): no such CPU; this machine has CPUs 0-\(cpuCount - 1)")
             }
@@ -282,13 +373,12 @@ public struct SweepPoint: Sendable, Hashable {
         let nodeList = nodes.isEmpty ? "none (no NUMA support: leave out the node flags)" : nodes.map { String($0.id) }.joined(separator: ", ")
         for (axis, node) in [(SweepAxis.writerNode, writerNode), (.readerNode, readerNode), (.memoryNode, memoryNode)] {
             guard let node else { continue }
-            guard let n = nodes.first(where: { $0.id == node }) else {
+            guard nodes.contains(where: { $0.id == node }) else {
                 throw SweepError("\(axis.flag) \(node): no such NUMA node; this machine has node\(nodes.count == 1 ? "" : "s") \(nodeList)")
             }
-            _ = n
         }
-        if !placement.isUnplaced {
-            do { try placement.validate() } catch let e as HarnessError {
+        for p in workload == "pairs" ? pairPlacements : [placement] where !p.isUnplaced {
+            do { try p.validate() } catch let e as HarnessError {
                 throw SweepError("placement: \(e.description)")
             }
         }
@@ -299,6 +389,30 @@ public struct SweepPoint: Sendable, Hashable {
         var p = Placement(writerCPU: writerCPU, readerCPU: readerCPU, writerNode: writerNode, readerNode: readerNode)
         if let memoryNode { p.memoryNode = memoryNode }
         return p
+    }
+
+    /// One placement per pair: `pairCPUs` (with the node flags), else `placement` for every
+    /// pair, else none.
+    public var pairPlacements: [Placement] {
+        switch pairCPUs {
+        case .explicit(let xs)?:
+            return (0..<pairs).map { i in
+                var p = placement
+                let c = xs.count == 1 ? xs[0] : xs[i]
+                p.writerCPU = c.writer
+                p.readerCPU = c.reader
+                return p
+            }
+        case .spread?:
+            return Placement.spread(pairs: pairs, over: EnvironmentInfo.captureUsableCPUs()).map { s in
+                var p = placement
+                p.writerCPU = s.writerCPU
+                p.readerCPU = s.readerCPU
+                return p
+            }
+        case nil:
+            return placement.isUnplaced ? [] : [Placement](repeating: placement, count: pairs)
+        }
     }
 
     /// The harness workload this point describes.
@@ -319,6 +433,14 @@ public struct SweepPoint: Sendable, Hashable {
                 transport: transport, options: options, messageSize: messageSize,
                 iterations: iterations, warmupIterations: effectiveWarmupIterations,
                 verify: verify, ratePerSecond: rate, placement: placement))
+        case "pairs":
+            return .pairs(PairsConfig(
+                transport: transport, options: options, pairs: pairs, bytesPerPair: effectiveTotal,
+                writeSize: writeSize, readSize: effectiveReadSize, verify: verify, placements: pairPlacements))
+        case "fanin":
+            return .fanin(FanInConfig(
+                transport: transport, options: options, writers: writers, bytesPerWriter: effectiveTotal,
+                writeSize: writeSize, readSize: effectiveReadSize, mux: mux, verify: verify, placement: placement))
         default:
             throw SweepError("--workload '\(workload)' is unknown; use one of: \(knownWorkloads.joined(separator: ", "))")
         }
@@ -336,6 +458,10 @@ public struct SweepPoint: Sendable, Hashable {
         case .iterations: return String(iterations)
         case .warmupIterations: return warmupIterations.map(String.init)
         case .rate: return rate.map { $0 == $0.rounded() ? String(Int($0)) : String($0) }
+        case .pairs: return String(pairs)
+        case .pairCPUs: return pairCPUs?.description
+        case .writers: return String(writers)
+        case .mux: return mux.rawValue
         case .verify: return verify ? "on" : "off"
         case .mindirect: return mindirect.map(SizeSpec.format)
         case .pipeSize: return pipeSize.map(SizeSpec.format)
@@ -357,7 +483,10 @@ public struct SweepPoint: Sendable, Hashable {
     /// "stream engine w=4K md=8K": the workload and transport, then every axis in `varying`.
     public func describe(varying: [SweepAxis]) -> String {
         var parts = [workload, transport.rawValue]
-        for axis in varying where axis != .workload && axis != .transport {
+        // The shape of a pairs or fanin run is always named.
+        let always: [SweepAxis] = workload == "pairs" ? [.pairs] : workload == "fanin" ? [.writers, .mux] : []
+        for axis in SweepAxis.allCases where axis != .workload && axis != .transport
+            && (varying.contains(axis) || always.contains(axis)) {
             if let v = value(axis) { parts.append("\(axis.short)=\(v)") }
         }
         return parts.joined(separator: " ")
@@ -405,6 +534,13 @@ public struct SweepSpecification: Sendable {
                 base.workload = "kva-pressure"   // --kva-tier alone means the kva-pressure workload
             }
         }
+        // kqueue is the engine's: in a sweep with Linux transports too it applies to the engine
+        // points only (the others poll), but with no engine transport at all it is refused.
+        if values(of: .mux)?.contains(FanInMux.kqueue.rawValue) == true,
+           !(values(of: .transport) ?? [base.transport.rawValue]).contains(TransportKind.engine.rawValue) {
+            let t = (values(of: .transport) ?? [base.transport.rawValue]).joined(separator: ",")
+            throw SweepError("--mux kqueue is the engine's; Linux has no kqueue, so --transport \(t) takes --mux poll")
+        }
         let varying = varyingAxes
         var out: [SweepPoint] = []
         var seen = Set<SweepPoint>()
@@ -431,7 +567,9 @@ extension SweepPoint {
         default: break
         }
         switch axis {
-        case .writeSize, .readSize, .total: return workload == "stream" || workload == "kva-pressure"
+        case .writeSize, .readSize, .total: return ["stream", "kva-pressure", "pairs", "fanin"].contains(workload)
+        case .pairs, .pairCPUs: return workload == "pairs"
+        case .writers, .mux: return workload == "fanin"
         case .messageSize, .iterations, .warmupIterations, .rate: return workload == "pingpong"
         case .readerCPU: return !(workload == "stream" && transport == .memcpy)
         default: return true
@@ -451,6 +589,9 @@ extension SweepPoint {
         if !applies(.writeSize) { p.writeSize = d.writeSize; p.readSize = nil; p.totalBytes = nil }
         if !applies(.messageSize) { p.messageSize = d.messageSize; p.iterations = d.iterations; p.warmupIterations = nil; p.rate = nil }
         if !applies(.readerCPU) { p.readerCPU = nil }
+        if !applies(.pairs) { p.pairs = d.pairs; p.pairCPUs = nil }
+        if !applies(.writers) { p.writers = d.writers; p.mux = d.mux }
+        if workload == "fanin" && transport != .engine { p.mux = .poll }   // Linux has only poll
         p.label = ""
         return p
     }

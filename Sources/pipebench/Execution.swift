@@ -18,6 +18,8 @@ struct Execution {
     var progress: ProgressMode
     var quiet: Bool
     var shard: Shard = .whole
+    /// Print the summary table and "Saved …" line (compare --run prints its own comparison).
+    var printSummary = true
 
     /// Where results will go, decided and checked before anything runs.
     struct Outputs {
@@ -86,7 +88,7 @@ struct Execution {
         }
         if let json = outputs.json { try ResultsTable.writeAtomically(table.json(), to: json, force: force) }
         reporter.done(table: table, csv: csvPath, json: outputs.json)
-        if !quiet && progress != .json {
+        if printSummary && !quiet && progress != .json {
             print(SummaryPrinter.render(table))
             print("Saved \(table.rows.count) rows to \(csvPath)\(outputs.json.map { " and \($0)" } ?? "")")
         }

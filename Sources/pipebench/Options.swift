@@ -6,15 +6,15 @@ import PipeHarness
 /// value (sizes: 64, 4K, 1M, 1G; lists: a,b,c; ranges: 4K..1M doubles, 0..3 counts) and may
 /// be repeated; `run` accepts lists only for --transport.
 struct ParameterOptions: ParsableArguments {
-    @Option(name: .customLong("workload"), help: ArgumentHelp("stream (throughput), pingpong (round-trip latency) or kva-pressure (stream under a KVA tier).", valueName: "name"))
+    @Option(name: .customLong("workload"), help: ArgumentHelp("stream (throughput), pingpong (round-trip latency), pairs (K streams at once), fanin (K writers, one reader multiplexing them) or kva-pressure (stream under a KVA tier).", valueName: "name"))
     var workload: [String] = []
     @Option(name: .customLong("transport"), help: ArgumentHelp("engine, linux-pipe, linux-vmsplice, unix-socket, spsc-ring, memcpy (comma list).", valueName: "list"))
     var transport: [String] = []
-    @Option(name: .customLong("write-size"), help: ArgumentHelp("stream: bytes per write (default 64K).", valueName: "size"))
+    @Option(name: .customLong("write-size"), help: ArgumentHelp("stream, pairs, fanin: bytes per write (default 64K).", valueName: "size"))
     var writeSize: [String] = []
-    @Option(name: .customLong("read-size"), help: ArgumentHelp("stream: bytes per read (default: the write size).", valueName: "size"))
+    @Option(name: .customLong("read-size"), help: ArgumentHelp("stream, pairs, fanin: bytes per read (default: the write size).", valueName: "size"))
     var readSize: [String] = []
-    @Option(name: .customLong("total"), help: ArgumentHelp("stream: bytes per repetition, or auto (2048 writes, 16M to 256M).", valueName: "size"))
+    @Option(name: .customLong("total"), help: ArgumentHelp("stream: bytes per repetition; pairs: per pair; fanin: per writer; or auto (2048 writes, 16M to 256M, split among pairs or writers, at least 1M each).", valueName: "size"))
     var total: [String] = []
     @Option(name: .customLong("message-size"), help: ArgumentHelp("pingpong: bytes each way (default 1).", valueName: "size"))
     var messageSize: [String] = []
@@ -24,6 +24,14 @@ struct ParameterOptions: ParsableArguments {
     var warmupIterations: [String] = []
     @Option(name: .customLong("rate"), help: ArgumentHelp("pingpong: fixed rate in messages/s, latency from the intended send time.", valueName: "per-second"))
     var rate: [String] = []
+    @Option(name: .customLong("pairs"), help: ArgumentHelp("pairs: writer/reader pairs at once, 1 to 512 (default 2).", valueName: "k"))
+    var pairs: [String] = []
+    @Option(name: .customLong("pair-cpus"), help: ArgumentHelp("pairs: WRITER:READER CPUs per pair, comma-separated (0:1,1:0), one entry for every pair (0:1), or spread (round-robin over the usable CPUs). Repeat the flag to sweep layouts.", valueName: "layout"))
+    var pairCPUs: [String] = []
+    @Option(name: .customLong("writers"), help: ArgumentHelp("fanin: writer threads, one pipe each, 1 to 512 (default 4).", valueName: "k"))
+    var writers: [String] = []
+    @Option(name: .customLong("mux"), help: ArgumentHelp("fanin: how the reader waits: poll (engine or Linux poll) or kqueue (engine only). Default poll.", valueName: "poll|kqueue"))
+    var mux: [String] = []
     @Option(name: .customLong("mindirect"), help: ArgumentHelp("engine: kern.ipc.pipe_mindirect, > 512 (default 8K).", valueName: "size"))
     var mindirect: [String] = []
     @Option(name: .customLong("pipe-size"), help: ArgumentHelp("engine: PIPE_SIZE (default 16K).", valueName: "size"))
@@ -42,9 +50,9 @@ struct ParameterOptions: ParsableArguments {
     var piperesize: [String] = []
     @Option(name: .customLong("kva-tier"), help: ArgumentHelp("kva-pressure: fill pipekva above this % of maxpipekva with idle pipes first (100 = exhausted); implies --workload kva-pressure.", valueName: "percent"))
     var kvaTier: [String] = []
-    @Option(name: .customLong("writer-cpu"), help: ArgumentHelp("Pin the writer (pingpong: client) to this CPU.", valueName: "cpu"))
+    @Option(name: .customLong("writer-cpu"), help: ArgumentHelp("Pin the writer (pingpong: client; pairs, fanin: every writer) to this CPU.", valueName: "cpu"))
     var writerCPU: [String] = []
-    @Option(name: .customLong("reader-cpu"), help: ArgumentHelp("Pin the reader (pingpong: server) to this CPU.", valueName: "cpu"))
+    @Option(name: .customLong("reader-cpu"), help: ArgumentHelp("Pin the reader (pingpong: server; pairs: every reader) to this CPU.", valueName: "cpu"))
     var readerCPU: [String] = []
     @Option(name: .customLong("writer-node"), help: ArgumentHelp("Run the writer on this NUMA node (numa_run_on_node).", valueName: "node"))
     var writerNode: [String] = []
@@ -60,7 +68,8 @@ struct ParameterOptions: ParsableArguments {
         var out: [(SweepAxis, [String])] = [
             (.workload, workload), (.transport, transport), (.writeSize, writeSize), (.readSize, readSize),
             (.total, total), (.messageSize, messageSize), (.iterations, iterations),
-            (.warmupIterations, warmupIterations), (.rate, rate), (.mindirect, mindirect),
+            (.warmupIterations, warmupIterations), (.rate, rate),
+            (.pairs, pairs), (.pairCPUs, pairCPUs), (.writers, writers), (.mux, mux), (.mindirect, mindirect),
             (.pipeSize, pipeSize), (.bigPipeSize, bigPipeSize), (.smallPipeSize, smallPipeSize),
             (.maxpipekva, maxpipekva), (.hold, hold), (.wait, wait), (.piperesize, piperesize),
             (.kvaTier, kvaTier), (.writerCPU, writerCPU), (.readerCPU, readerCPU),
@@ -75,7 +84,7 @@ struct ParameterOptions: ParsableArguments {
 
 /// How a run is repeated, where its results go and how it reports progress.
 struct RunOptions: ParsableArguments {
-    @Option(name: .customLong("repetitions"), help: ArgumentHelp("Measured repetitions of each configuration, interleaved A B A B (default: run 7, sweep 5).", valueName: "n"))
+    @Option(name: .customLong("repetitions"), help: ArgumentHelp("Measured repetitions of each configuration, interleaved A B A B (default: run 7, the default suite 15, sweep 5, compare --run 10).", valueName: "n"))
     var repetitions: Int?
     @Option(name: .customLong("warmup"), help: ArgumentHelp("Warm-up rounds run first and discarded (default 1).", valueName: "n"))
     var warmup: Int?

@@ -66,13 +66,13 @@ struct CompareCommand: PipeBenchCommand {
             let execution = Execution(
                 command: "compare", points: [pa, pb], repetitions: runOptions.repetitions ?? 10,
                 warmup: runOptions.warmup ?? 1, csvPath: runOptions.csv, jsonPath: runOptions.json,
-                force: runOptions.force, progress: runOptions.progress, quiet: true)
+                force: runOptions.force, progress: runOptions.progress, quiet: runOptions.quiet, printSummary: false)
             let outputs = try execution.prepare()
             let table = try execution.run(outputs)
-            a = ResultsTable(rows: table.rows.filter { $0[2] == pa.label })
-            b = ResultsTable(rows: table.rows.filter { $0[2] == pb.label })
+            a = ResultsTable(rows: table.rows.indices.filter { table.value($0, "label") == pa.label }.map { table.rows[$0] })
+            b = ResultsTable(rows: table.rows.indices.filter { table.value($0, "label") == pb.label }.map { table.rows[$0] })
             ignoring = Set(ResultsSchema.parameterColumns)
-            if !runOptions.quiet { print("Measured A = \(pa.label.dropFirst(3)) and B = \(pb.label.dropFirst(3)) interleaved; saved to \(outputs.csv)") }
+            if !runOptions.quiet && runOptions.progress != .json { print("Measured A = \(pa.label.dropFirst(3)) and B = \(pb.label.dropFirst(3)) interleaved; saved to \(outputs.csv)") }
         } else {
             guard files.count == 2 else {
                 throw CLIError.usage("compare needs two result files (A.csv B.csv) or --run CONFIG_A --vs CONFIG_B")
@@ -81,7 +81,7 @@ struct CompareCommand: PipeBenchCommand {
             b = try ResultsTable.read(path: files[1])
         }
         let comparison = try ResultsComparison(baseline: a, candidate: b, threshold: percent / 100, ignoring: ignoring)
-        if !runOptions.quiet { print(Self.render(comparison)) }
+        if !runOptions.quiet && !(runA != nil && runOptions.progress == .json) { print(Self.render(comparison)) }
         let code = comparison.exitCode
         if code != 0 { throw ExitCode(code) }
     }
@@ -250,14 +250,15 @@ struct TopologyCommand: PipeBenchCommand {
             print("  (d(n): numa_distance to node n, 10 = local)")
         }
         if probe {
-            let cpus = Array(0..<env.onlineCPUs)
-            print("\nCore-to-core round trip, ns (median of batch means, 20000 round trips)")
+            // The CPUs this process may run on (pinning to any other fails).
+            let cpus = allowedCPUs().isEmpty ? Array(0..<env.onlineCPUs) : allowedCPUs()
+            print("\nCore-to-core round trip, ns (median of batch means, \(CoreProbe.defaultRoundTrips) round trips)")
             var rows = [["cpu"] + cpus.map(String.init)]
             for a in cpus {
                 var row = [String(a)]
                 for b in cpus {
                     if a == b { row.append("-"); continue }
-                    let r = try CoreProbe.measure(cpuA: a, cpuB: b)
+                    let r = try CoreProbe.measure(cpuA: a, cpuB: b, roundTrips: CoreProbe.defaultRoundTrips)
                     row.append(String(format: "%.0f", r.medianNs))
                 }
                 rows.append(row)

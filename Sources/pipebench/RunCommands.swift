@@ -28,6 +28,8 @@ struct RunCommand: PipeBenchCommand {
           pipebench run --transport engine,linux-pipe --write-size 1M --mindirect 16K
           pipebench run --workload pingpong --transport engine,linux-pipe --wait park --writer-cpu 0 --reader-cpu 1
           pipebench run --transport engine --hold mlock --verify --json out.json
+          pipebench run --workload pairs --pairs 2 --pair-cpus 0:1,1:0 --transport engine,linux-pipe
+          pipebench run --workload fanin --writers 8 --mux kqueue --transport engine --verify
           pipebench run --config my-config.toml
         """
     )
@@ -115,7 +117,9 @@ struct SweepCommand: PipeBenchCommand {
         Every parameter flag takes a list (4K,8K,16K) or a range: sizes double (64..1M is \
         64, 128, …, 1M), other whole numbers count (0..3). The sweep is the Cartesian product \
         of all lists; parameters that do not apply to a point are dropped (--mindirect does \
-        not multiply linux-pipe points, --write-size does not multiply pingpong points). All \
+        not multiply linux-pipe points, --write-size does not multiply pingpong points, --mux \
+        kqueue applies to engine fan-in points only: Linux's poll). --pair-cpus takes one \
+        layout per flag (its commas separate pairs); repeat the flag to sweep layouts. All \
         points are measured interleaved, round after round, so that drift of the machine \
         spreads over all of them.
 
@@ -137,6 +141,9 @@ struct SweepCommand: PipeBenchCommand {
           pipebench sweep --transport engine --write-size 4K..1M --mindirect 4K,8K,16K
           pipebench sweep --workload pingpong --transport engine --wait park,spin,spin:5us
           pipebench sweep --kva-tier 0,50,75,90 --write-size 64K
+          pipebench sweep --workload pairs --pairs 1..4 --transport engine,linux-pipe
+          pipebench sweep --workload fanin --writers 2,8,32 --mux poll,kqueue --transport engine,linux-pipe
+          pipebench sweep --workload pairs --pairs 2 --pair-cpus 0:0,1:1 --pair-cpus 0:1,1:0
           pipebench sweep --config sweep.toml --shard 2/8 --progress json --csv shard2.csv
           pipebench sweep --config sweep.toml --list
         """

@@ -33,7 +33,8 @@ enum SummaryPrinter {
     static func baseline(for g: ResultsSummary.Group, in groups: [ResultsSummary.Group], _ t: ResultsTable) -> ResultsSummary.Group? {
         let r = g.rows[0]
         guard t.value(r, "transport") != "linux-pipe" else { return nil }
-        let ignore = engineColumns.union(["transport", "read_size_B"])
+        // mux: Linux has only poll, so an engine kqueue fan-in is compared with Linux's poll.
+        let ignore = engineColumns.union(["transport", "read_size_B", "mux"])
         let key = ResultsSummary.parameterKey(t, r, ignoring: ignore)
         let readSize = t.value(r, "read_size_B")
         let candidates = groups.filter {
@@ -103,6 +104,36 @@ enum SummaryPrinter {
             }
             out.append(TextTable.render(rows))
         }
+        for (workload, title, shape) in [
+            ("pairs", "Pairs: K writer/reader pairs at once (aggregate GB/s, higher is better; ratio = median / linux-pipe median)", "pairs"),
+            ("fanin", "Fan-in: K writers, one reader multiplexing their pipes (aggregate GB/s, higher is better; ratio = median / linux-pipe poll median)", "writers"),
+        ] {
+            let these = groups.filter { t.value($0.rows[0], "workload") == workload }
+            guard !these.isEmpty else { continue }
+            out.append("\n" + title)
+            var header = ["configuration", "write", "K", "GB/s", "95% CI", "slowest-fastest", "CPU ns/B"]
+            if workload == "fanin" { header += ["mux", "KiB/call"] }
+            header.append("vs linux-pipe")
+            var rows = [header]
+            for g in these {
+                let r0 = g.rows[0]
+                let (m, ci) = interval(g.samples("throughput_GBps"), scale: 1, format: "%.3f")
+                if ci.hasSuffix("*") { footnote = true }
+                let spread = [g.median("stream_min_GBps"), g.median("stream_max_GBps")].compactMap { $0 }
+                let mm = spread.count == 2 ? String(format: "%.2f-%.2f", spread[0], spread[1]) : ""
+                let cpu = g.median("cpu_ns_per_B").map { String(format: "%.3f", $0) } ?? ""
+                let w = Int(t.value(r0, "write_size_B")).map(SizeSpec.format) ?? ""
+                var row = [g.label, w, t.value(r0, shape), m, ci, mm, cpu]
+                if workload == "fanin" {
+                    // Bytes delivered per poll/kevent call: how much each wake-up carried.
+                    let perCall = zip(g.samples("bytes_B"), g.samples("mux_calls")).map { $1 > 0 ? $0 / $1 / 1024 : 0 }
+                    row += [t.value(r0, "mux"), perCall.isEmpty ? "" : String(format: "%.1f", Statistics.median(perCall))]
+                }
+                row.append(ratioText(g, baseline(for: g, in: groups, t), "throughput_GBps"))
+                rows.append(row)
+            }
+            out.append(TextTable.render(rows))
+        }
         let kva = groups.filter { t.value($0.rows[0], "workload") == "kva-pressure" }
         if !kva.isEmpty {
             out.append("\nKVA pressure: engine stream after ballast pipes fill pipekva to a tier of maxpipekva (GB/s, higher is better)")
@@ -122,7 +153,11 @@ enum SummaryPrinter {
             let before = Double(t.value(r, "probe_before_ns")).map { String(format: "%.0f", $0) } ?? "?"
             let after = Double(t.value(r, "probe_after_ns")).map { String(format: "%.0f", $0) } ?? "?"
             out.append("\nRepetitions: \(t.value(r, "repetitions")) (+\(t.value(r, "warmup_repetitions")) warm-up), interleaved. Core-to-core probe (CPUs \(t.value(r, "probe_cpus").replacingOccurrences(of: ";", with: ","))): \(before) ns before, \(after) ns after.")
-            let placements = Set(t.rows.indices.map { "\(t.value($0, "writer_cpu").isEmpty ? "any" : t.value($0, "writer_cpu"))/\(t.value($0, "reader_cpu").isEmpty ? "any" : t.value($0, "reader_cpu"))" }).sorted()
+            let placements = Set(t.rows.indices.map { i in
+                let pairs = t.value(i, "pair_cpus")
+                if !pairs.isEmpty { return "pairs \(pairs)" }
+                return "\(t.value(i, "writer_cpu").isEmpty ? "any" : t.value(i, "writer_cpu"))/\(t.value(i, "reader_cpu").isEmpty ? "any" : t.value(i, "reader_cpu"))"
+            }).sorted()
             out.append("Writer/reader CPUs (pingpong: client/server): \(placements.joined(separator: ", ")); memcpy uses the writer's.")
             if t.value(r, "env_build") == "debug" { out.append("Note: a debug build; measure with `swift build -c release`.") }
         }
