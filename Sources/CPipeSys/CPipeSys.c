@@ -49,6 +49,42 @@ void *pb_mmap_anonymous_rw(size_t length, int *error) {
 int pb_munmap(void *addr, size_t length) { return munmap(addr, length) == 0 ? 0 : errno; }
 int pb_mprotect(void *addr, size_t length, int prot) { return mprotect(addr, length, prot) == 0 ? 0 : errno; }
 
+bool pb_populate_read_supported(void) {
+    static int cached = -1;
+    int known = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (known >= 0) return known == 1;
+    long page = sysconf(_SC_PAGESIZE);
+    void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int ok = 0;
+    if (p != MAP_FAILED) {
+        ok = madvise(p, page, PB_MADV_POPULATE_READ) == 0;
+        munmap(p, page);
+    }
+    __atomic_store_n(&cached, ok, __ATOMIC_RELAXED);
+    return ok;
+}
+
+int pb_probe_readable(const void *addr, size_t length) {
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)addr & ~(uintptr_t)(page - 1);
+    uintptr_t end = (uintptr_t)addr + length;
+    char sink[64];
+    struct iovec local = { .iov_base = sink, .iov_len = sizeof sink };
+    struct iovec remote[64];
+    pid_t self = getpid();
+    while (start < end) {
+        int n = 0;
+        for (; n < 64 && start < end; n++, start += page) {
+            remote[n].iov_base = (void *)start;
+            remote[n].iov_len = 1;
+        }
+        local.iov_len = n;
+        ssize_t got = process_vm_readv(self, &local, 1, remote, n, 0);
+        if (got != n) return EFAULT;
+    }
+    return 0;
+}
+
 int pb_get_memlock_limit(uint64_t *soft, uint64_t *hard) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0) return errno;

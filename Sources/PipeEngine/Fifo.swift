@@ -26,6 +26,10 @@ final class FifoNode: @unchecked Sendable {
     var fifoPipe: Pipe? { fifoPair?.pp_rpipe }
     var fi_readers = 0
     var fi_writers = 0
+    /// Reader and writer open generations: a blocked open succeeds once the other side's
+    /// generation moved, even if that partner has already gone again.
+    var fi_rgen = 0
+    var fi_wgen = 0
     /// Sleep channels `&fi_readers` and `&fi_writers`.
     let readersChan = WaitChannel()
     let writersChan = WaitChannel()
@@ -223,10 +227,12 @@ extension PipeSystem {
         fpipe.PIPE_LOCK()
         if fflags.contains(.FREAD) {
             node.fi_readers += 1
+            node.fi_rgen += 1
             if node.fi_readers == 1 {
                 fpipe.pipe_state.remove(.EOF)
-                if node.fi_writers > 0 { node.writersChan.wakeup() }
+                if fpipe.pipe_state.contains(.WANTW) { kernel.wakeup(fpipe) }
             }
+            node.writersChan.wakeup()             // writers blocked in open: a reader came
             file.f_pipegen = fpipe.pipe_wgen - node.fi_writers
         }
         if fflags.contains(.FWRITE) {
@@ -237,28 +243,40 @@ extension PipeSystem {
                 throw .noSuchDevice
             }
             node.fi_writers += 1
+            node.fi_wgen += 1
             if node.fi_writers == 1 {
                 fpipe.pipe_state.remove(.EOF)
-                if node.fi_readers > 0 { node.readersChan.wakeup() }
+                if fpipe.pipe_state.contains(.WANTR) { kernel.wakeup(fpipe) }
             }
+            node.readersChan.wakeup()             // readers blocked in open: a writer came
         }
         node.vnodeLock.unlock()   // VOP_UNLOCK before sleeping
         if !nonblock {
-            var error: Errno?
+            // Sleep until the other side's open generation moves. An interruption fails the
+            // open only if no partner came meanwhile; then this open is undone (fifo_close).
             if fflags.contains(.FREAD) && node.fi_writers == 0 {
-                while error == nil && node.fi_readers > 0 && node.fi_writers == 0 {
+                let gen = node.fi_wgen
+                var error: Errno?
+                while error == nil && node.fi_wgen == gen {
                     error = kernel.msleep(node.readersChan, fpipe, catch: true)   // "fifoor"
                 }
-            }
-            if error == nil && fflags.contains(.FWRITE) && node.fi_readers == 0 {
-                while error == nil && node.fi_readers == 0 {
-                    error = kernel.msleep(node.writersChan, fpipe, catch: true)   // "fifoow"
+                if let error, node.fi_wgen == gen {
+                    fpipe.PIPE_UNLOCK()
+                    fifo_close(node, file)
+                    throw error == .restart ? .interrupted : error
                 }
             }
-            if let error {
-                fpipe.PIPE_UNLOCK()
-                fifo_close(node, file)
-                throw error == .restart ? .interrupted : error
+            if fflags.contains(.FWRITE) && node.fi_readers == 0 {
+                let gen = node.fi_rgen
+                var error: Errno?
+                while error == nil && node.fi_rgen == gen {
+                    error = kernel.msleep(node.writersChan, fpipe, catch: true)   // "fifoow"
+                }
+                if let error, node.fi_rgen == gen {
+                    fpipe.PIPE_UNLOCK()
+                    fifo_close(node, file)
+                    throw error == .restart ? .interrupted : error
+                }
             }
         }
         fpipe.PIPE_UNLOCK()

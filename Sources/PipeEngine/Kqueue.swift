@@ -75,8 +75,11 @@ final class Knote: KnoteHook, @unchecked Sendable {
     let ops: KnoteOps
     /// `kn_fp`: the file it was registered on (f_flag, f_pipegen).
     let fp: File?
-    /// `kn_hook`: the pipe whose knlist holds it; nil once detached.
+    /// `kn_hook`: the pipe whose knlist holds it; nil once detached. Written with both the
+    /// pipe's mutex and the kqueue's mutex held, so either one suffices to read it.
     var hook: Pipe?
+    /// The pair of `hook`, held so that its mutex outlives both ends' closing.
+    var hookPair: PipePair?
     // Guarded by the kqueue mutex, except `data` and `eofFlag`, written by the filter with
     // the pipe mutex held and read by the scan with both held.
     var flags: UInt16
@@ -146,9 +149,11 @@ final class Knote: KnoteHook, @unchecked Sendable {
     }
 
     /// knlist_clear: the pipe end is closing; report EOF once and forget the pipe.
+    /// Called with the pipe mutex held (the pair stays alive: the closing file holds it).
     func detachOnClose() {
-        hook = nil
         kq.lock.lock()
+        hook = nil
+        hookPair = nil
         flags |= Kevent.EV_EOF | Kevent.EV_ONESHOT
         kq.lock.unlock()
         kq.enqueue(self)
@@ -158,6 +163,9 @@ final class Knote: KnoteHook, @unchecked Sendable {
 /// `struct kqueue`.
 final class Kqueue: @unchecked Sendable {
     let lock = PipeMutex()
+    /// Serialises `kqueue_register` (find-or-attach must be atomic, as KQ_LOCK + KN_INFLUX
+    /// make it in the kernel). Taken before any pipe mutex.
+    let registerLock = PipeMutex()
     var knotes: [KnoteKey: Knote] = [:]
     var active: [Knote] = []
     var waiters: [PollWaiter] = []
@@ -233,8 +241,9 @@ extension PipeSystem {
             let error = kqueue_register(kq, change)
             if error != nil || change.flags & Kevent.EV_RECEIPT != 0 {
                 if out.count >= capacity {
+                    // No room for the entry: the kernel stops here and returns the error.
                     if let error { throw error }
-                    continue
+                    return out
                 }
                 var entry = change
                 entry.flags = Kevent.EV_ERROR
@@ -260,11 +269,20 @@ extension PipeSystem {
 
     /// `kqueue_register`: add, modify, enable, disable or delete one knote.
     private func kqueue_register(_ kq: Kqueue, _ kev: Kevent) -> Errno? {
+        // Only the descriptor filters exist in this engine; the others (timers, signals,
+        // processes) are refused as a filter this kernel lacks would be.
         guard kev.filter == Kevent.EVFILT_READ || kev.filter == Kevent.EVFILT_WRITE ||
-                (kev.filter < 0 && kev.filter >= Kevent.EVFILT_TIMER) else { return .invalidArgument }
-        guard kev.ident <= UInt(Int32.max) else { return .badFileDescriptor }
+                kev.filter == Kevent.EVFILT_VNODE || kev.filter == Kevent.EVFILT_AIO
+        else { return .invalidArgument }
+        // f_isfd: the descriptor is looked up first (EBADF), for EV_DELETE too.
+        guard kev.ident <= UInt(Int32.max), let fo = table.fget(Int32(kev.ident)) else {
+            return .badFileDescriptor
+        }
+        defer { fdrop(fo) }
         let fd = Int32(kev.ident)
         let key = Kqueue.KnoteKey(fd: fd, filter: kev.filter)
+        kq.registerLock.lock()
+        defer { kq.registerLock.unlock() }
         kq.lock.lock()
         let existing = kq.knotes[key]
         kq.lock.unlock()
@@ -286,8 +304,6 @@ extension PipeSystem {
             }
         } else {
             guard kev.flags & Kevent.EV_ADD != 0 else { return .noSuchEntry }
-            guard let fo = table.fget(fd) else { return .badFileDescriptor }
-            defer { fdrop(fo) }
             guard let fp = fo as? File else { return .invalidArgument }
             switch pipe_kqfilter(kq, fp, fd, kev) {
             case .success(let made): kn = made
@@ -310,13 +326,17 @@ extension PipeSystem {
             kq.lock.unlock()
         }
         // Registration (and enabling) evaluates the filter at once.
-        if let pipe = kn.hook {
+        kq.lock.lock()
+        let pipe = kn.hook, pair = kn.hookPair, eof = kn.flags & Kevent.EV_EOF != 0
+        kq.lock.unlock()
+        if let pipe {
             pipe.PIPE_LOCK()
-            kn.activate()
+            if kn.hook === pipe { kn.activate() }
             pipe.PIPE_UNLOCK()
-        } else if kn.flags & Kevent.EV_EOF != 0 {
+        } else if eof {
             kq.enqueue(kn)
         }
+        _ = pair
         return nil
     }
 
@@ -347,7 +367,8 @@ extension PipeSystem {
             return .failure(.invalidArgument)
         }
         let kn = Knote(kq: kq, fd: fd, filter: kev.filter, ops: ops, fp: fp, kev: kev)
-        kn.hook = cpipe
+        kn.hook = cpipe                            // not yet visible to anyone else
+        kn.hookPair = cpipe.pipe_pair
         cpipe.pipe_sel.notes.append(kn)            // knlist_add
         cpipe.PIPE_UNLOCK()
         return .success(kn)
@@ -355,13 +376,23 @@ extension PipeSystem {
 
     /// Detach a knote from its pipe (`filt_pipedetach`) and forget it.
     private func knote_drop(_ kn: Knote) {
-        if let pipe = kn.hook {
+        let kq = kn.kq
+        kq.lock.lock()
+        let pipe = kn.hook, pair = kn.hookPair
+        kq.lock.unlock()
+        if let pipe {
             pipe.PIPE_LOCK()
-            pipe.pipe_sel.notes.removeAll { $0 === kn }   // knlist_remove
-            kn.hook = nil
+            kq.lock.lock()
+            let attached = kn.hook === pipe
+            if attached {
+                kn.hook = nil
+                kn.hookPair = nil
+            }
+            kq.lock.unlock()
+            if attached { pipe.pipe_sel.notes.removeAll { $0 === kn } }   // knlist_remove
             pipe.PIPE_UNLOCK()
         }
-        let kq = kn.kq
+        _ = pair                                  // the pair's mutex lived until here
         kq.lock.lock()
         kn.dropped = true
         kq.dequeue(kn)
@@ -385,8 +416,9 @@ extension PipeSystem {
             guard !kq.active.isEmpty else { kq.lock.unlock(); break }
             let kn = kq.active.removeFirst()
             kn.queued = false
-            let pipe = kn.hook
+            let pipe = kn.hook, pair = kn.hookPair
             kq.lock.unlock()
+            defer { _ = pair }                   // keeps the pipe's mutex alive meanwhile
 
             pipe?.PIPE_LOCK()
             kq.lock.lock()
@@ -400,7 +432,7 @@ extension PipeSystem {
             var fires = true
             if !oneshot {
                 kq.lock.unlock()
-                fires = pipe != nil && kn.event()
+                fires = pipe != nil && kn.hook === pipe && kn.event()
                 kq.lock.lock()
             }
             if !fires {
@@ -432,10 +464,13 @@ extension PipeSystem {
     }
 
     /// `knote_fdclose`: the descriptor is being closed; its knotes go from every kqueue.
-    func knote_fdclose(_ fd: Int32) {
+    /// Matched by file as well as number, so that a descriptor number reused meanwhile by
+    /// another thread keeps its knotes.
+    func knote_fdclose(_ fd: Int32, _ file: FileObject) {
+        guard let file = file as? File else { return }
         for kq in kqueues.snapshot {
             kq.lock.lock()
-            let doomed = kq.knotes.values.filter { $0.fd == fd }
+            let doomed = kq.knotes.values.filter { $0.fd == fd && $0.fp === file }
             kq.lock.unlock()
             for kn in doomed { knote_drop(kn) }
         }

@@ -14,8 +14,11 @@ import Glibc
 //  - The real lock for I/O is the `PIPE_LOCKFL` flag, taken with `pipelock` and given back
 //    with `pipeunlock` under the mutex. A reader holds its pipe's flag while it copies out; a
 //    writer holds the flag of the pipe it writes into. So, per direction, only one thread
-//    copies at a time, and the buffer (`pipe_buffer.buffer`, `in`, `out`) and the held pages
-//    may be touched without the mutex while the flag is held.
+//    copies at a time: the buffer's bytes and the held pages may be copied without the mutex
+//    while the flag is held, and its holder may read `pipe_buffer` / `pipe_pages` unlocked.
+//    Those fields are written only with the mutex held (FIONREAD, poll, stat and the kqueue
+//    filters read them under the mutex alone, without the flag) — where the seed writes them
+//    unlocked in pipespace_new and pipe_free_kmem, this model takes the mutex to publish.
 //  - `pipelock` may sleep: after it returns, every field must be read again.
 //  - `pipe_busy` counts threads inside `pipe_read`/`pipe_write` on the pipe; `pipeclose` sets
 //    `PIPE_EOF | PIPE_WANT` and sleeps until it drops to 0, so close never frees a buffer a

@@ -105,7 +105,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         }
         guard let fd1 = table.falloc(wf, cloexec: cloexec) else {
             // fdclose + fdrop(rf): rpipe is closed through its file; then close wpipe.
-            if let file = table.remove(fd0) { fdrop(file) }
+            if let file = table.remove(fd0, ifStill: rf) { fdrop(file) }
             kernel.pipeclose(pp.pp_wpipe)
             throw .tooManyOpenFiles
         }
@@ -134,16 +134,24 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
 
     /// `readv(fd, iov, iovcnt)`.
     public func readv(_ fd: Int32, _ iov: UnsafePointer<iovec>?, _ iovcnt: Int32) throws(Errno) -> Int {
-        try vectored(iov, iovcnt) { (p, n, total) throws(Errno) -> Int in
+        try checkDescriptor(fd)
+        return try vectored(iov, iovcnt) { (p, n, total) throws(Errno) -> Int in
             try dofileread(fd, p, n, total)
         }
     }
 
     /// `writev(fd, iov, iovcnt)`.
     public func writev(_ fd: Int32, _ iov: UnsafePointer<iovec>?, _ iovcnt: Int32) throws(Errno) -> Int {
-        try vectored(iov, iovcnt) { (p, n, total) throws(Errno) -> Int in
+        try checkDescriptor(fd)
+        return try vectored(iov, iovcnt) { (p, n, total) throws(Errno) -> Int in
             try dofilewrite(fd, p, n, total)
         }
+    }
+
+    /// EBADF for a descriptor that is not open (before the iovecs are even looked at).
+    private func checkDescriptor(_ fd: Int32) throws(Errno) {
+        guard let fo = table.fget(fd) else { throw .badFileDescriptor }
+        fdrop(fo)
     }
 
     /// `IOV_MAX`.
@@ -266,7 +274,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     /// still running on the descriptor in another thread keeps it open until it returns.
     public func close(_ fd: Int32) throws(Errno) {
         guard let fp = table.remove(fd) else { throw .badFileDescriptor }
-        knote_fdclose(fd)
+        knote_fdclose(fd, fp)
         fdrop(fp)
     }
 
@@ -289,20 +297,21 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
             if f.contains(.FASYNC) { flags |= O_ASYNC }
             return flags
         case F_SETFL:
-            // As FreeBSD's kern_fcntl: FNONBLOCK via FIONBIO, then FASYNC via FIOASYNC; if the
-            // second fails, FNONBLOCK is put back as it was.
-            let wasNonblocking = fp.f_flag.contains(.FNONBLOCK)
+            // As FreeBSD's kern_fcntl: FNONBLOCK via FIONBIO, then FASYNC via FIOASYNC.
             var nonblock: Int32 = arg & O_NONBLOCK != 0 ? 1 : 0
             fp.setFlag(.FNONBLOCK, nonblock != 0)
             if let error = fo_ioctl(fp, IoctlRequest.FIONBIO, &nonblock) {
-                fp.setFlag(.FNONBLOCK, wasNonblocking)
+                fp.setFlag(.FNONBLOCK, false)
                 throw error
             }
             var async: Int32 = arg & O_ASYNC != 0 ? 1 : 0
             fp.setFlag(.FASYNC, async != 0)
             if let error = fo_ioctl(fp, IoctlRequest.FIOASYNC, &async) {
+                // As kern_fcntl: FASYNC off, FNONBLOCK off, and FIONBIO(0) told to the file.
                 fp.setFlag(.FASYNC, false)
-                fp.setFlag(.FNONBLOCK, wasNonblocking)
+                fp.setFlag(.FNONBLOCK, false)
+                var off: Int32 = 0
+                _ = fo_ioctl(fp, IoctlRequest.FIONBIO, &off)
                 throw error
             }
             return 0
@@ -458,6 +467,14 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         return fp.f_data
     }
 
+    /// Readers counted on a FIFO right now (tests wait for a blocked open with it).
+    func fifoReaders(_ path: String) -> Int {
+        guard let node = try? lookup(path), let pipe = node.fifoPipe else { return 0 }
+        pipe.PIPE_LOCK()
+        defer { pipe.PIPE_UNLOCK() }
+        return node.fi_readers
+    }
+
     /// The KVA arena's address range (for placement checks: which node its pages are on).
     public var arenaRange: UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(start: kernel.arena.base, count: kernel.arena.size)
@@ -526,12 +543,14 @@ final class DescriptorTable: @unchecked Sendable {
         return file
     }
 
-    /// `fdclose`: removes the entry; the caller drops the table's reference.
-    func remove(_ fd: Int32) -> FileObject? {
+    /// `fdclose`: removes the entry (only if it still holds `expected`, when given); the
+    /// caller drops the table's reference.
+    func remove(_ fd: Int32, ifStill expected: FileObject? = nil) -> FileObject? {
         mutex.lock()
         defer { mutex.unlock() }
         let i = Int(fd)
         guard i >= 0, i < files.count, let file = files[i] else { return nil }
+        if let expected, file !== expected { return nil }
         files[i] = nil
         count -= 1
         if i < lowestFree { lowestFree = i }

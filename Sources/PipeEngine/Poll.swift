@@ -32,11 +32,22 @@ public struct PollFD: Sendable, Hashable {
     }
 }
 
+/// A pipe a poll waiter was recorded on (`selrecord`), with its pair: the pair (and so the
+/// mutex `seltdclear` takes) must outlive the poll call even if both ends close meanwhile.
+struct RecordedPipe {
+    let pipe: Pipe
+    let pair: PipePair
+    init(pipe: Pipe) {
+        self.pipe = pipe
+        pair = pipe.pipe_pair
+    }
+}
+
 extension PipeKernel {
     /// `pipe_poll`: the readiness of one descriptor. When nothing is ready the waiter is
     /// recorded (`selrecord`) on the pipes it may be woken by, and returned in `recorded`.
     func pipe_poll(_ fp: File, _ eventsIn: Int16, _ waiter: PollWaiter?,
-                   _ recorded: inout [Pipe]) -> Result<Int16, Errno> {
+                   _ recorded: inout [RecordedPipe]) -> Result<Int16, Errno> {
         typealias P = PollEvents
         var events = eventsIn
         var revents: Int16 = 0
@@ -80,12 +91,12 @@ extension PipeKernel {
             // was not asked for.
             if f.contains(.FREAD) {
                 rpipe.pipe_sel.selrecord(waiter)
-                recorded.append(rpipe)
+                recorded.append(RecordedPipe(pipe: rpipe))
                 if rpipe.pipe_sel.SEL_WAITING { rpipe.pipe_state.insert(.SEL) }
             }
             if f.contains(.FWRITE) && wpipe.pipe_present == .ACTIVE {
                 wpipe.pipe_sel.selrecord(waiter)
-                recorded.append(wpipe)
+                recorded.append(RecordedPipe(pipe: wpipe))
                 if wpipe.pipe_sel.SEL_WAITING { wpipe.pipe_state.insert(.SEL) }
             }
         }
@@ -130,8 +141,11 @@ extension PipeSystem {
                 } else {
                     revents = 0
                 }
-                // POSIX requires POLLOUT to be never set simultaneously with POLLHUP.
-                if revents & PollEvents.POLLHUP != 0 { revents &= ~PollEvents.POLLOUT }
+                // POSIX requires POLLOUT to be never set simultaneously with POLLHUP (on
+                // FreeBSD POLLWRNORM is POLLOUT, so it goes too).
+                if revents & PollEvents.POLLHUP != 0 {
+                    revents &= ~(PollEvents.POLLOUT | PollEvents.POLLWRNORM)
+                }
                 fds[i].revents = revents
                 if revents != 0 { n += 1 }
             }
@@ -191,22 +205,22 @@ extension PipeSystem {
     /// interrupted (EINTR); rescan. The waiter is removed from every pipe when it returns
     /// (`seltdclear`).
     func kern_poll(timeout nanoseconds: Int?,
-                   _ scan: (PollWaiter?, inout [Pipe]) throws(Errno) -> Int) throws(Errno) -> Int {
+                   _ scan: (PollWaiter?, inout [RecordedPipe]) throws(Errno) -> Int) throws(Errno) -> Int {
         let thread = EngineThread.current
         // A zero timeout never waits, so it never needs to be woken.
         if nanoseconds == 0 {
-            var none: [Pipe] = []
+            var none: [RecordedPipe] = []
             let n = try scan(nil, &none)
             if thread.isInterruptPending { thread.discardInterruption() }
             return n
         }
         let waiter = PollWaiter()
-        var recorded: [Pipe] = []
+        var recorded: [RecordedPipe] = []
         defer {
-            for pipe in recorded {
-                pipe.PIPE_LOCK()
-                pipe.pipe_sel.selremove(waiter)
-                pipe.PIPE_UNLOCK()
+            for entry in recorded {
+                entry.pipe.PIPE_LOCK()
+                entry.pipe.pipe_sel.selremove(waiter)
+                entry.pipe.PIPE_UNLOCK()
             }
             kqueues.forget(waiter)
         }
@@ -223,7 +237,7 @@ extension PipeSystem {
             if let left, left <= 0 { return 0 }
             if !waiter.wait(observed: observed, timeoutNanoseconds: left, thread: thread) {
                 // Timed out: one last scan, as the kernel's does after its sleep ends.
-                var none: [Pipe] = []
+                var none: [RecordedPipe] = []
                 return try scan(nil, &none)
             }
         }

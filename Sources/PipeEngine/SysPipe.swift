@@ -17,8 +17,13 @@ import Glibc
 //    interruption posted to an EngineThread, or a record plus an optional handler call
 //    (SIGPIPE, SIGIO) — the process is never killed.
 //  - vm_fault_quick_hold_pages / vm_page_unhold_pages -> HoldStrategy: madvise
-//    (MADV_POPULATE_READ) and, for .mlock, mlock/munlock of the writer's range. The reader
-//    copies from the writer's memory directly (uiomove_fromphys): one copy, as in the kernel.
+//    (MADV_POPULATE_READ; on kernels without it, a process_vm_readv probe of each page) and,
+//    for .mlock, mlock/munlock of the writer's range. The reader copies from the writer's
+//    memory directly (uiomove_fromphys): one copy, as in the kernel. Two differences remain:
+//    a user-space hold cannot stop another thread of the writer's process from munmap()ing
+//    or mprotect()ing the range during the write (the reader would then fault where the
+//    kernel's hold keeps the pages), and Linux mlock does not nest, so the munlock at the end
+//    of a direct write also undoes an mlock the caller had made on those pages.
 //  - copyin / copyout faults -> only a null base with a non-zero length is detected (EFAULT)
 //    on the buffered path; other bad pointers fault in memcpy as they would in any user-space
 //    library. The direct path's hold detects unmapped and PROT_NONE ranges (EFAULT).
@@ -40,6 +45,8 @@ final class PipeKernel: @unchecked Sendable {
     let MINPIPESIZE: Int
     let PIPENPAGES: Int
     let hold: HoldStrategy
+    /// Whether this kernel has MADV_POPULATE_READ (Linux 5.14+), probed once at creation.
+    let populateSupported: Bool
 
     // Sysctl-backed globals, read without the pipe mutex as the seed reads them.
     let amountpipekva = AtomicWord(0)
@@ -91,6 +98,7 @@ final class PipeKernel: @unchecked Sendable {
         MINPIPESIZE = config.minPipeSize
         PIPENPAGES = config.pipeNPages
         hold = config.hold
+        populateSupported = pb_populate_read_supported()
         piperesizeallowed = AtomicWord(config.piperesizeallowed ? 1 : 0)
         pipe_mindirect = AtomicWord(config.pipeMindirect)
         spinNanoseconds = AtomicWord(config.wait.maxSpinNanoseconds)
@@ -186,7 +194,9 @@ final class PipeKernel: @unchecked Sendable {
             return .noMemory
         }
         let newBuffer = buffer!
-        // copy data, then free old resources if we're resizing
+        // copy data, then free old resources if we're resizing. The copy runs unlocked (the
+        // I/O lock keeps the old buffer still); the new fields are published under the pipe
+        // mutex, since FIONREAD, poll and the kqueue filters read them under it.
         if cnt > 0 {
             let old = cpipe.pipe_buffer
             if old.in <= old.out {
@@ -201,12 +211,14 @@ final class PipeKernel: @unchecked Sendable {
         }
         if cpipe.pipe_buffer.buffer != nil { resizes.add(1) }
         pipe_free_kmem(cpipe)
+        cpipe.PIPE_LOCK()
         cpipe.pipe_buffer.buffer = newBuffer
         cpipe.pipe_buffer.size = size
         cpipe.pipe_buffer.in = cnt
         cpipe.pipe_buffer.out = 0
         cpipe.pipe_buffer.cnt = cnt
-        amountpipekva.add(cpipe.pipe_buffer.size)
+        cpipe.PIPE_UNLOCK()
+        amountpipekva.add(size)
         return nil
     }
 
@@ -217,16 +229,21 @@ final class PipeKernel: @unchecked Sendable {
         return pipespace_new(cpipe, size)
     }
 
-    /// `pipe_free_kmem`: give the buffer back to the arena; forget the page mapping.
+    /// `pipe_free_kmem`: give the buffer back to the arena; forget the page mapping. Called
+    /// without the pipe mutex (as the seed asserts); the fields are cleared under it, the
+    /// arena call is made after it is dropped.
     func pipe_free_kmem(_ cpipe: Pipe) {
-        if let buffer = cpipe.pipe_buffer.buffer {
-            amountpipekva.add(-cpipe.pipe_buffer.size)
-            arena.deallocate(buffer, cpipe.pipe_buffer.size)
-            cpipe.pipe_buffer.buffer = nil
-        }
+        cpipe.PIPE_LOCK()
+        let buffer = cpipe.pipe_buffer.buffer, size = cpipe.pipe_buffer.size
+        cpipe.pipe_buffer.buffer = nil
         cpipe.pipe_pages.cnt = 0
         cpipe.pipe_pages.pos = 0
         cpipe.pipe_pages.npages = 0
+        cpipe.PIPE_UNLOCK()
+        if let buffer {
+            amountpipekva.add(-size)
+            arena.deallocate(buffer, size)
+        }
     }
 
     // MARK: - pipelock, pipeunlock, pipeselwakeup
@@ -480,8 +497,14 @@ final class PipeKernel: @unchecked Sendable {
         case .none:
             break
         case .populate, .mlock:
-            if pb_madvise(UnsafeMutableRawPointer(mutating: pages), end - start,
-                          Int32(PB_MADV_POPULATE_READ)) != 0 {
+            if populateSupported {
+                if pb_madvise(UnsafeMutableRawPointer(mutating: pages), end - start,
+                              Int32(PB_MADV_POPULATE_READ)) != 0 {
+                    return nil
+                }
+            } else if pb_probe_readable(pages, end - start) != 0 {
+                // Kernels before 5.14 lack MADV_POPULATE_READ: a process_vm_readv of one byte
+                // per page tells a readable range from an unreadable one instead.
                 return nil
             }
             if hold == .mlock {
@@ -597,7 +620,11 @@ final class PipeKernel: @unchecked Sendable {
                 pipe_destroy_write_buffer(wpipe)
                 pipeselwakeup(wpipe)
                 error = .brokenPipe
-            } else if error == .interrupted || error == .restart {
+            } else if (error == .interrupted || error == .restart) && wpipe.pipe_pages.cnt != 0 {
+                // (The seed clones even when the reader has just emptied the pages; a clone of
+                // 0 bytes would reset a buffer that a buffered writer filled meanwhile, so an
+                // empty hold is destroyed instead: the one place this model departs from the
+                // seed's order, to keep "no byte lost".)
                 pipe_clone_write_buffer(wpipe)
             } else {
                 pipe_destroy_write_buffer(wpipe)
@@ -837,11 +864,12 @@ final class PipeKernel: @unchecked Sendable {
         case IoctlRequest.FIOGETOWN:
             data = mpipe.pipe_sigio
         case IoctlRequest.TIOCSPGRP:
-            // This is deprecated, FIOSETOWN should be used instead.
-            mpipe.pipe_sigio = -data
+            // This is deprecated, FIOSETOWN should be used instead. (C negates with
+            // wraparound; Swift would trap on Int32.min.)
+            mpipe.pipe_sigio = 0 &- data
         case IoctlRequest.TIOCGPGRP:
             // This is deprecated, FIOGETOWN should be used instead.
-            data = -mpipe.pipe_sigio
+            data = 0 &- mpipe.pipe_sigio
         default:
             error = .notTerminal
         }

@@ -15,6 +15,8 @@ public enum HoldStrategy: String, Sendable, CaseIterable, CustomStringConvertibl
     /// `populate`, then `mlock` the range until the reader has consumed it (pinned, as the
     /// kernel's hold is). Where `mlock` is refused (no CAP_IPC_LOCK and over RLIMIT_MEMLOCK)
     /// the write goes on with the populate hold and `engine.hold_fallbacks` counts it.
+    /// Linux mlock does not nest: the munlock after the write also undoes an mlock the caller
+    /// had on those pages.
     case mlock
     public var description: String { rawValue }
 }

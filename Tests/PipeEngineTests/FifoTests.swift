@@ -151,4 +151,41 @@ struct FifoTests {
         denyReads.withLock { $0 = false }
         #expect(try sys.read(r, count: 3) == [1, 2, 3])
     }
+
+    /// A reader blocked in open succeeds when a writer came, even if it wrote and left before
+    /// the reader woke: the data is there, then EOF (open generations, as FreeBSD keeps them).
+    @Test func blockedReaderSeesAWriterThatCameAndWent() throws {
+        var config = PipeConfiguration()
+        config.wait = .park
+        for _ in 0..<20 {
+            let sys = try quietSystem(config)
+            try sys.mkfifo("f", 0o600)
+            let got = Locked<[UInt8]?>(nil)
+            let reader = TestThread {
+                let fd = try! sys.open("f", O_RDONLY)
+                let first = try! sys.read(fd, count: 10)
+                let eof = try! sys.read(fd, count: 10)
+                got.withLock { $0 = eof.isEmpty ? first : nil }
+            }
+            while sys.fifoReaders("f") == 0 { usleep(100) }
+            let w = try sys.open("f", O_WRONLY)
+            _ = try sys.write(w, [1, 2, 3])
+            try sys.close(w)
+            #expect(reader.join(timeout: 10))
+            #expect(got.get == [1, 2, 3])
+        }
+    }
+
+    @Test func processGroupOwnerExtremesDoNotTrap() throws {
+        let sys = try quietSystem()
+        let (r, _) = try sys.pipe2()
+        var v = Int32.min
+        try sys.ioctl(r, IoctlRequest.TIOCSPGRP, &v)
+        try sys.ioctl(r, IoctlRequest.TIOCGPGRP, &v)
+        #expect(v == Int32.min)
+        v = Int32.min
+        try sys.ioctl(r, IoctlRequest.FIOSETOWN, &v)
+        try sys.ioctl(r, IoctlRequest.TIOCGPGRP, &v)
+        #expect(v == Int32.min)
+    }
 }

@@ -201,9 +201,10 @@ struct ReadinessTests {
         #expect(ev[0].ident == UInt(w) && ev[0].filter == WRITE)
         #expect(ev[0].flags & Kevent.EV_EOF != 0 && ev[0].flags & Kevent.EV_ONESHOT != 0)
         #expect(try sys.kevent(kq, changes: [], capacity: 8, timeout: 0).isEmpty)
-        // The read knote on fd[0] went with its descriptor (knote_fdclose).
+        // The read knote on fd[0] went with its descriptor (knote_fdclose); deleting it now
+        // finds no descriptor at all: EBADF, as kqueue_register looks the fd up first.
         let gone = try sys.kevent(kq, changes: [kev(r, READ, Kevent.EV_DELETE)], capacity: 8, timeout: 0)
-        #expect(gone.first?.data == Int(ENOENT))
+        #expect(gone.first?.data == Int(EBADF))
 
         let (r2, w2) = try sys.pipe2()
         _ = try sys.kevent(kq, changes: [kev(r2, READ, Kevent.EV_ADD)], capacity: 0, timeout: 0)
@@ -282,5 +283,71 @@ struct ReadinessTests {
         for (i, bytes) in received.enumerated() {
             #expect(bytes == pattern(0..<perPipe, seed: UInt8(i)))
         }
+    }
+
+    // MARK: regressions found in review
+
+    /// A poller asleep on a pipe whose both ends close must wake and return, not touch the
+    /// freed pair.
+    @Test func pollerOutlivesBothEnds() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        let result = Locked<Int?>(nil)
+        let poller = TestThread {
+            var fds = [PollFD(fd: r, events: IN)]
+            let n = try! sys.poll(&fds, timeout: 5000)
+            result.withLock { $0 = n }
+        }
+        usleep(20_000)
+        try sys.close(r)
+        try sys.close(w)
+        #expect(poller.join())
+        #expect(result.get != nil)
+    }
+
+    /// Two threads adding the same knote at once end with one knote, reported once, and
+    /// nothing left behind when the kqueue closes.
+    @Test func concurrentAddsMakeOneKnote() throws {
+        for _ in 0..<50 {
+            let sys = try quietSystem()
+            let kq = try sys.kqueue()
+            let (r, w) = try sys.pipe2()
+            let adders = (0..<2).map { _ in
+                TestThread { _ = try! sys.kevent(kq, changes: [Kevent(ident: UInt(r), filter: Kevent.EVFILT_READ, flags: Kevent.EV_ADD)], capacity: 0, timeout: 0) }
+            }
+            for a in adders { #expect(a.join()) }
+            _ = try sys.write(w, [1])
+            let ev = try sys.kevent(kq, changes: [], capacity: 8, timeout: 0)
+            #expect(ev.count == 1)
+            #expect(sys.pipeForTesting(r)!.pipe_sel.notes.count == 1)
+            try sys.close(kq)
+            #expect(sys.pipeForTesting(r)!.pipe_sel.notes.isEmpty)
+            _ = try sys.write(w, [2])                      // no knote to wake any more
+        }
+    }
+
+    @Test func pollwrnormGoesWithPollout() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        try sys.close(r)
+        #expect(try revents(sys, w, P.POLLWRNORM | OUT) == HUP)
+    }
+
+    @Test func receiptWithNoRoomStopsTheChangelist() throws {
+        let sys = try quietSystem()
+        let kq = try sys.kqueue()
+        let (a, _) = try sys.pipe2()
+        let (b, _) = try sys.pipe2()
+        let (c, _) = try sys.pipe2()
+        let ev = try sys.kevent(kq, changes: [kev(a, READ, Kevent.EV_ADD | Kevent.EV_RECEIPT),
+                                              kev(b, READ, Kevent.EV_ADD | Kevent.EV_RECEIPT),
+                                              kev(c, READ, Kevent.EV_ADD)],
+                                capacity: 1, timeout: 0)
+        #expect(ev.count == 1 && ev[0].ident == UInt(a))
+        // The second change was applied (its receipt had no room) and processing stopped
+        // there: the third was not.
+        let del = try sys.kevent(kq, changes: [kev(b, READ, Kevent.EV_DELETE | Kevent.EV_RECEIPT),
+                                               kev(c, READ, Kevent.EV_DELETE)], capacity: 2, timeout: 0)
+        #expect(del.map(\.data) == [0, Int(ENOENT)])
     }
 }

@@ -70,6 +70,11 @@ void *pb_mmap_reserve(size_t length, int *error);
 void *pb_mmap_anonymous_rw(size_t length, int *error);
 int pb_munmap(void *addr, size_t length);
 int pb_mprotect(void *addr, size_t length, int prot);
+/// Whether madvise(MADV_POPULATE_READ) works here (Linux 5.14+).
+bool pb_populate_read_supported(void);
+/// 0 when every page of [addr, addr+length) is readable, else EFAULT (process_vm_readv of one
+/// byte per page on this process: no fault, no copy worth the name).
+int pb_probe_readable(const void *addr, size_t length);
 /// RLIMIT_MEMLOCK soft and hard limits, in bytes (UINT64_MAX for unlimited). 0 or errno.
 int pb_get_memlock_limit(uint64_t *soft, uint64_t *hard);
 int pb_set_memlock_limit(uint64_t soft, uint64_t hard);
