@@ -469,7 +469,10 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
 
     /// Readers counted on a FIFO right now (tests wait for a blocked open with it).
     func fifoReaders(_ path: String) -> Int {
-        guard let node = try? lookup(path), let pipe = node.fifoPipe else { return 0 }
+        guard let node = try? lookup(path) else { return 0 }
+        node.vnodeLock.lock()
+        defer { node.vnodeLock.unlock() }
+        guard let pipe = node.fifoPipe else { return 0 }
         pipe.PIPE_LOCK()
         defer { pipe.PIPE_UNLOCK() }
         return node.fi_readers
