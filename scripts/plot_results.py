@@ -10,9 +10,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 SCHEMA = "pipebench-csv/2"
-# Version 1 lacks only the pairs and fanin columns, which the charts do not read.
+# Version 1 lacks the pairs, fanin and kernel pipe size columns (read with .get, empty when absent).
 SCHEMAS = (SCHEMA, "pipebench-csv/1")
 
 
@@ -65,14 +66,62 @@ def footer(fig, rows):
     fig.text(0.01, 0.005, text, fontsize=7, color="gray")
 
 
-def series_label(r, with_mindirect):
-    t = r["transport"]
-    if with_mindirect and t == "engine":
-        return f"engine mindirect={size_label(r['pipe_mindirect_B'])}"
-    return t
+# Parameter columns (those that identify a configuration), as both schema versions order them.
+FIRST_PARAMETER, LAST_PARAMETER = "workload", "memory_node"
+# Columns a chart's x axis or its own derivation covers (read size defaults to the write size,
+# total to 2048 writes, so both follow the write size).
+DERIVED = {"workload", "transport"}
 
 
-def plot_lines(ax, series, ylabel, logy=False):
+def parameter_columns(rows):
+    cols = list(rows[0].keys())
+    if FIRST_PARAMETER in cols and LAST_PARAMETER in cols:
+        return cols[cols.index(FIRST_PARAMETER):cols.index(LAST_PARAMETER) + 1]
+    return []
+
+
+def format_value(col, v):
+    if col.endswith("_B") and v.isdigit():
+        return size_label(v)
+    return v
+
+
+def varying_columns(rows, xcol):
+    """Parameter columns that take more than one value among rows of one transport and one x
+    (so the x axis itself and what follows from it, like an automatic total, do not count)."""
+    out = []
+    cells = groups(rows, lambda r: (r["transport"], r.get(xcol, "")))
+    for col in parameter_columns(rows):
+        if col in DERIVED or col == xcol:
+            continue
+        if any(len({r.get(col, "") for r in g}) > 1 for g in cells.values()):
+            out.append(col)
+    return out
+
+
+def config_label(r, cols):
+    """`engine wait_spin_ns=0`: the transport, then every column in cols that applies to it."""
+    parts = [r["transport"]]
+    for c in cols:
+        v = r.get(c, "")
+        if v != "":
+            parts.append(f"{c}={format_value(c, v)}")
+    return " ".join(parts)
+
+
+def config_series(rows, xcol, ycol, always=()):
+    """One series per configuration (transport + varying parameters + `always`), points
+    (x, (median, min, max)) of ycol over repetitions."""
+    cols = list(always) + [c for c in varying_columns(rows, xcol) if c not in always]
+    series = OrderedDict()
+    for (name, x), g in groups(rows, lambda r: (config_label(r, cols), int(r[xcol]))).items():
+        m = med(g, ycol)
+        if m is not None:
+            series.setdefault(name, []).append((x, m))
+    return series
+
+
+def plot_lines(ax, series, ylabel, logy=False, sizes=True):
     for name, pts in series.items():
         pts.sort()
         xs = [p[0] for p in pts]
@@ -80,12 +129,24 @@ def plot_lines(ax, series, ylabel, logy=False):
         lo = [p[1][0] - p[1][1] for p in pts]
         hi = [p[1][2] - p[1][0] for p in pts]
         ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=name)
-    ax.set_xscale("log", base=2)
     xticks = sorted({p[0] for pts in series.values() for p in pts})
+    if sizes or (xticks and xticks[0] > 0 and xticks[-1] >= 4 * xticks[0]):
+        ax.set_xscale("log", base=2)
     ax.set_xticks(xticks)
-    ax.set_xticklabels([size_label(x) for x in xticks], rotation=45)
+    ax.set_xticklabels([size_label(x) if sizes else str(x) for x in xticks], rotation=45 if sizes else 0)
+    ax.minorticks_off()
     if logy:
         ax.set_yscale("log")
+        # Plain numbers (2, 5, 10, 20), not 2x10^0; over a wide range only 2 and 5 between
+        # the powers of ten, so that the labels do not crowd.
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+        lo, hi = ax.get_ylim()
+        wide = hi >= 30 * lo
+
+        def minor(y, _):
+            mantissa = round(y / 10 ** math.floor(math.log10(y) + 1e-9), 6)
+            return f"{y:g}" if not wide or mantissa in (2, 5) else ""
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(minor))
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -98,25 +159,22 @@ def stream_charts(rows, out, stem):
         return made
     sizes = {r["write_size_B"] for r in stream}
     if len(sizes) > 1:
-        # Throughput vs write size per transport (engine split by pipe_mindirect when it varies).
-        mindirects = {r["pipe_mindirect_B"] for r in stream if r["transport"] == "engine"}
-        split = len(mindirects) > 1
-        series = OrderedDict()
-        for (name, w), g in groups(stream, lambda r: (series_label(r, split), int(r["write_size_B"]))).items():
-            series.setdefault(name, []).append((w, med(g, "throughput_GBps")))
+        # Throughput vs write size: one line per configuration, that is per transport and per
+        # value of every parameter that varies at a fixed transport and write size (a sweep
+        # over --wait or --hold gives one engine line per value, not one pooled line).
+        series = config_series(stream, "write_size_B", "throughput_GBps")
         fig, ax = plt.subplots(figsize=(9, 5.5))
         plot_lines(ax, series, "throughput, GB/s (10^9 B/s)", logy=True)
         ax.set_xlabel("write size (bytes)")
-        ax.set_title("Stream throughput vs write size, per transport")
+        ax.set_title("Stream throughput vs write size, per configuration")
         footer(fig, rows)
         fig.tight_layout(rect=(0, 0.03, 1, 1))
         made.append(save(fig, out, stem, "throughput-vs-write-size"))
-        if split:
-            engine = [r for r in stream if r["transport"] == "engine"]
-            series = OrderedDict()
-            for (md, w), g in groups(engine, lambda r: (int(r["pipe_mindirect_B"]), int(r["write_size_B"]))).items():
-                series.setdefault(md, []).append((w, med(g, "throughput_GBps")))
-            series = OrderedDict((f"pipe_mindirect={size_label(k)}", v) for k, v in sorted(series.items()))
+        engine = [r for r in stream if r["transport"] == "engine"]
+        mindirects = {r["pipe_mindirect_B"] for r in engine}
+        if len(mindirects) > 1:
+            engine.sort(key=lambda r: int(r["pipe_mindirect_B"]))
+            series = config_series(engine, "write_size_B", "throughput_GBps", always=("pipe_mindirect_B",))
             fig, ax = plt.subplots(figsize=(9, 5.5))
             plot_lines(ax, series, "throughput, GB/s (10^9 B/s)")
             for md in sorted(mindirects, key=int):
@@ -149,6 +207,32 @@ def stream_charts(rows, out, stem):
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     made.append(save(fig, out, stem, "throughput-per-configuration"))
     return made
+
+
+def concurrent_chart(rows, out, stem, workload, xcol, always, xlabel, title, name):
+    """Aggregate throughput against the number of streams (pairs, writers), one line per
+    configuration."""
+    these = [r for r in rows if r["workload"] == workload and r.get(xcol, "") != ""]
+    if not these:
+        return []
+    series = config_series(these, xcol, "throughput_GBps", always=always)
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    plot_lines(ax, series, "aggregate throughput, GB/s (10^9 B/s)", logy=True, sizes=False)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    footer(fig, rows)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return [save(fig, out, stem, name)]
+
+
+def pairs_chart(rows, out, stem):
+    return concurrent_chart(rows, out, stem, "pairs", "pairs", (), "pairs (writer/reader pairs at once)",
+                            "Pairs: aggregate throughput per transport and number of pairs", "pairs-throughput")
+
+
+def fanin_chart(rows, out, stem):
+    return concurrent_chart(rows, out, stem, "fanin", "writers", ("mux",), "writers (one pipe each, one reader)",
+                            "Fan-in: aggregate throughput per transport, mux and number of writers", "fanin-throughput")
 
 
 def latency_chart(rows, out, stem):
@@ -225,7 +309,8 @@ def main():
     os.makedirs(out, exist_ok=True)
     stem = os.path.splitext(os.path.basename(path))[0]
     rows = load(path)
-    made = stream_charts(rows, out, stem) + latency_chart(rows, out, stem) + kva_chart(rows, out, stem)
+    made = (stream_charts(rows, out, stem) + pairs_chart(rows, out, stem) + fanin_chart(rows, out, stem)
+            + latency_chart(rows, out, stem) + kva_chart(rows, out, stem))
     for m in made:
         print(m)
     if not made:

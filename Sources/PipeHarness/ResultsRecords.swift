@@ -43,6 +43,7 @@ extension ResultsTable {
                     int("writers", point.writers)
                     set("mux", point.mux.rawValue)
                 }
+                if point.applies(.kernelPipeSize) { int("kernel_pipe_size_asked_B", point.kernelPipeSize) }
                 bool("verify", point.verify)
                 if point.transport == .engine {
                     let e = point.engineConfiguration

@@ -16,8 +16,9 @@ public struct ResultsError: Error, CustomStringConvertible, Equatable, Sendable 
 }
 
 /// The columns of a pipebench results file, in their documented order. Version 2: version 1
-/// plus the pairs and fanin columns (`addedInVersion2`). Files of version 1 are still read,
-/// their rows moved into version 2's columns with the new ones empty.
+/// plus the pairs and fanin columns and the kernel pipe size asked for (`addedInVersion2`).
+/// Files of version 1 are still read, their rows moved into version 2's columns with the new
+/// ones empty.
 public enum ResultsSchema {
     public static let csvVersion = "pipebench-csv/2"
     public static let jsonVersion = "pipebench-json/2"
@@ -26,7 +27,7 @@ public enum ResultsSchema {
 
     /// The columns version 2 added; version 1's columns are the others, in the same order.
     public static let addedInVersion2: Set<String> = [
-        "pairs", "pair_cpus", "writers", "mux",
+        "pairs", "pair_cpus", "writers", "mux", "kernel_pipe_size_asked_B",
         "stream_min_GBps", "stream_max_GBps", "streams_GBps", "mux_calls", "ready_events", "empty_reads",
     ]
     public static let version1ColumnNames: [String] = columnNames.filter { !addedInVersion2.contains($0) }
@@ -66,6 +67,7 @@ public enum ResultsSchema {
         c("pair_cpus", .text, .parameter, "pairs: `--pair-cpus` as given, WRITER:READER per pair (`0:1,1:0`) or `spread`; empty: every pair placed by writer_cpu/reader_cpu."),
         c("writers", .integer, .parameter, "fanin: writer threads, each with a pipe of its own."),
         c("mux", .text, .parameter, "fanin: how the reader waits for ready pipes, `poll` or `kqueue`."),
+        c("kernel_pipe_size_asked_B", .integer, .parameter, "linux-pipe, linux-vmsplice: capacity asked of every kernel pipe with F_SETPIPE_SZ (`--kernel-pipe-size`); empty: the kernel default. What was in force: `kernel_pipe_size_B`."),
         c("verify", .boolean, .parameter, "Payload checked byte for byte."),
         c("pipe_mindirect_B", .integer, .parameter, "engine: `kern.ipc.pipe_mindirect`, the smallest write taking the direct path."),
         c("pipe_size_B", .integer, .parameter, "engine: `PIPE_SIZE`."),
@@ -100,7 +102,7 @@ public enum ResultsSchema {
         c("empty_reads", .integer, .metric, "fanin: reads that found a pipe empty (EAGAIN)."),
         c("writer_cpus_seen", .text, .metric, "CPUs the writer ran on at start and end (`0;0`); pairs, fanin: two per writer, in order."),
         c("reader_cpus_seen", .text, .metric, "CPUs the reader ran on at start and end (`-1` = no reader); pairs: two per reader, in order."),
-        c("kernel_pipe_size_B", .integer, .metric, "Kernel pipe capacity in force (F_GETPIPE_SZ), kernel transports only."),
+        c("kernel_pipe_size_B", .integer, .metric, "stream, pairs (the first pair's): kernel pipe capacity in force (F_GETPIPE_SZ), linux-pipe and linux-vmsplice only."),
         c("integrity_ok", .boolean, .metric, "Verified runs: every byte arrived and matched; empty when not verified."),
         c("rtt_count", .integer, .metric, "pingpong: round trips in the histogram."),
         c("rtt_min_ns", .integer, .metric, "pingpong: fastest round trip."),

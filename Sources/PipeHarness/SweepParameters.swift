@@ -1,4 +1,10 @@
 import PipeEngine
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The page size, the unit of kernel pipe buffers.
+public let systemPageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
 /// Every parameter a benchmark configuration has, by the name of its command-line flag and
 /// config-file key. A sweep gives each axis one or more values.
@@ -8,6 +14,7 @@ public enum SweepAxis: String, CaseIterable, Sendable {
     case writeSize = "write-size", readSize = "read-size", total
     case messageSize = "message-size", iterations, warmupIterations = "warmup-iterations", rate
     case pairs, pairCPUs = "pair-cpus", writers, mux
+    case kernelPipeSize = "kernel-pipe-size"
     case verify
     // engine (PipeConfiguration)
     case mindirect, pipeSize = "pipe-size", bigPipeSize = "big-pipe-size", smallPipeSize = "small-pipe-size"
@@ -21,7 +28,7 @@ public enum SweepAxis: String, CaseIterable, Sendable {
 
     public var kind: Kind {
         switch self {
-        case .writeSize, .readSize, .total, .messageSize, .mindirect, .pipeSize, .bigPipeSize, .smallPipeSize, .maxpipekva:
+        case .writeSize, .readSize, .total, .messageSize, .kernelPipeSize, .mindirect, .pipeSize, .bigPipeSize, .smallPipeSize, .maxpipekva:
             return .size
         case .iterations, .warmupIterations, .pairs, .writers, .kvaTier, .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
             return .integer
@@ -34,7 +41,7 @@ public enum SweepAxis: String, CaseIterable, Sendable {
     public var group: String {
         switch self {
         case .workload, .transport, .writeSize, .readSize, .total, .messageSize, .iterations, .warmupIterations, .rate, .verify,
-             .pairs, .writers, .mux:
+             .pairs, .writers, .mux, .kernelPipeSize:
             return "workload"
         case .mindirect, .pipeSize, .bigPipeSize, .smallPipeSize, .maxpipekva, .hold, .wait, .piperesize, .kvaTier:
             return "engine"
@@ -62,6 +69,7 @@ public enum SweepAxis: String, CaseIterable, Sendable {
         case .memoryNode: return "mnode"
         case .kvaTier: return "kva"
         case .pairCPUs: return "cpus"
+        case .kernelPipeSize: return "kps"
         default: return rawValue
         }
     }
@@ -149,6 +157,9 @@ public struct SweepPoint: Sendable, Hashable {
     /// fanin: K writers into one reader.
     public var writers = 4
     public var mux: FanInMux = .poll
+    /// linux-pipe, linux-vmsplice: F_SETPIPE_SZ for every kernel pipe; nil keeps the kernel
+    /// default (64 KiB).
+    public var kernelPipeSize: Int?
     public var verify = false
     public var mindirect: Int?
     public var pipeSize: Int?
@@ -242,6 +253,10 @@ public struct SweepPoint: Sendable, Hashable {
                 throw SweepError("--mux '\(text)' is unknown; use one of: \(FanInMux.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             mux = m
+        case .kernelPipeSize:
+            let v = try size()
+            try Self.checkKernelPipeSize(v)
+            kernelPipeSize = v
         case .verify: verify = try Self.onOff(text, axis)
         case .mindirect: mindirect = try size()
         case .pipeSize: pipeSize = try size()
@@ -264,6 +279,24 @@ public struct SweepPoint: Sendable, Hashable {
         case .writerNode: writerNode = try nonNegative(int())
         case .readerNode: readerNode = try nonNegative(int())
         case .memoryNode: memoryNode = try nonNegative(int())
+        }
+    }
+
+    /// The transports F_SETPIPE_SZ applies to.
+    public static let kernelPipeTransports: [TransportKind] = [.linuxPipe, .linuxVmsplice]
+
+    /// `--kernel-pipe-size` on its own: a power-of-two multiple of the page size (what the
+    /// kernel would round any other size up to, so the row records what is in force), within
+    /// F_SETPIPE_SZ's int. With `pipeMaxSize` (`/proc/sys/fs/pipe-max-size`) also at most
+    /// that, unless `privileged` (CAP_SYS_RESOURCE may go above it).
+    public static func checkKernelPipeSize(_ size: Int, pipeMaxSize: Int? = nil, privileged: Bool = false,
+                                           pageSize: Int = systemPageSize) throws {
+        let text = SizeSpec.format(size)
+        guard size >= pageSize, size & (size - 1) == 0, size <= 1 << 30 else {
+            throw SweepError("--kernel-pipe-size \(text): give a power of two of at least the page size (\(SizeSpec.format(pageSize))), at most 1G, e.g. 64K or 1M")
+        }
+        if let pipeMaxSize, !privileged, size > pipeMaxSize {
+            throw SweepError("--kernel-pipe-size \(text): above /proc/sys/fs/pipe-max-size (\(SizeSpec.format(pipeMaxSize))); F_SETPIPE_SZ needs root (CAP_SYS_RESOURCE) for that: give at most \(SizeSpec.format(pipeMaxSize))")
         }
     }
 
@@ -339,6 +372,9 @@ public struct SweepPoint: Sendable, Hashable {
                 throw SweepError("--pair-cpus \(pairCPUs!): \(xs.count) pairs of CPUs for --pairs \(pairs); give one per pair, or one for all")
             }
         }
+        if kernelPipeSize != nil && !Self.kernelPipeTransports.contains(transport) {
+            throw SweepError("--kernel-pipe-size sets F_SETPIPE_SZ, so it applies to --transport linux-pipe or linux-vmsplice (got \(transport.rawValue))")
+        }
         if workload == "pairs" && pairCPUs != nil && (writerCPU != nil || readerCPU != nil) {
             throw SweepError("--pair-cpus and --writer-cpu/--reader-cpu both place the pairs; give one or the other")
         }
@@ -359,8 +395,12 @@ public struct SweepPoint: Sendable, Hashable {
 
     /// Checks CPUs and NUMA nodes against the machine (names what exists), then the
     /// placement's own checks (`Placement.validate`: CPUs usable by this process, nodes with
-    /// CPUs and memory), before any thread starts.
+    /// CPUs and memory), and `--kernel-pipe-size` against `/proc/sys/fs/pipe-max-size`
+    /// (unless root), before any thread starts.
     public func validatePlacement(_ env: EnvironmentInfo) throws {
+        if let kernelPipeSize {
+            try Self.checkKernelPipeSize(kernelPipeSize, pipeMaxSize: env.pipeMaxSize, privileged: geteuid() == 0)
+        }
         let cpuCount = env.onlineCPUs
         var named = [(SweepAxis.writerCPU, writerCPU), (.readerCPU, readerCPU)]
         if workload == "pairs", let pairCPUs { named += pairCPUs.cpus.map { (.pairCPUs, $0) } }
@@ -418,7 +458,7 @@ public struct SweepPoint: Sendable, Hashable {
     /// The harness workload this point describes.
     public func makeWorkload() throws -> Workload {
         try validate()
-        let options = TransportOptions(engine: EngineOptions(configuration: engineConfiguration))
+        let options = TransportOptions(kernelPipeSize: kernelPipeSize, engine: EngineOptions(configuration: engineConfiguration))
         switch workload {
         case "stream", "kva-pressure":
             let stream = StreamConfig(
@@ -462,6 +502,7 @@ public struct SweepPoint: Sendable, Hashable {
         case .pairCPUs: return pairCPUs?.description
         case .writers: return String(writers)
         case .mux: return mux.rawValue
+        case .kernelPipeSize: return kernelPipeSize.map(SizeSpec.format)
         case .verify: return verify ? "on" : "off"
         case .mindirect: return mindirect.map(SizeSpec.format)
         case .pipeSize: return pipeSize.map(SizeSpec.format)
@@ -484,7 +525,8 @@ public struct SweepPoint: Sendable, Hashable {
     public func describe(varying: [SweepAxis]) -> String {
         var parts = [workload, transport.rawValue]
         // The shape of a pairs or fanin run is always named.
-        let always: [SweepAxis] = workload == "pairs" ? [.pairs] : workload == "fanin" ? [.writers, .mux] : []
+        // So is a kernel pipe size other than the default.
+        let always: [SweepAxis] = (workload == "pairs" ? [.pairs] : workload == "fanin" ? [.writers, .mux] : []) + [.kernelPipeSize]
         for axis in SweepAxis.allCases where axis != .workload && axis != .transport
             && (varying.contains(axis) || always.contains(axis)) {
             if let v = value(axis) { parts.append("\(axis.short)=\(v)") }
@@ -541,6 +583,15 @@ public struct SweepSpecification: Sendable {
             let t = (values(of: .transport) ?? [base.transport.rawValue]).joined(separator: ",")
             throw SweepError("--mux kqueue is the engine's; Linux has no kqueue, so --transport \(t) takes --mux poll")
         }
+        // Like kqueue: dropped from the points it does not apply to, refused if it applies to none.
+        if values(of: .kernelPipeSize) != nil {
+            let ts = values(of: .transport) ?? [base.transport.rawValue]
+            let kernel = SweepPoint.kernelPipeTransports.map(\.rawValue)
+            let workloads = values(of: .workload) ?? [base.workload]
+            guard ts.contains(where: kernel.contains), workloads.contains(where: { $0 != "kva-pressure" }) else {
+                throw SweepError("--kernel-pipe-size sets F_SETPIPE_SZ, so it applies to --transport linux-pipe or linux-vmsplice (got \(ts.joined(separator: ",")))")
+            }
+        }
         let varying = varyingAxes
         var out: [SweepPoint] = []
         var seen = Set<SweepPoint>()
@@ -569,6 +620,7 @@ extension SweepPoint {
         switch axis {
         case .writeSize, .readSize, .total: return ["stream", "kva-pressure", "pairs", "fanin"].contains(workload)
         case .pairs, .pairCPUs: return workload == "pairs"
+        case .kernelPipeSize: return Self.kernelPipeTransports.contains(transport)
         case .writers, .mux: return workload == "fanin"
         case .messageSize, .iterations, .warmupIterations, .rate: return workload == "pingpong"
         case .readerCPU: return !(workload == "stream" && transport == .memcpy)
@@ -591,6 +643,7 @@ extension SweepPoint {
         if !applies(.readerCPU) { p.readerCPU = nil }
         if !applies(.pairs) { p.pairs = d.pairs; p.pairCPUs = nil }
         if !applies(.writers) { p.writers = d.writers; p.mux = d.mux }
+        if !applies(.kernelPipeSize) { p.kernelPipeSize = nil }
         if workload == "fanin" && transport != .engine { p.mux = .poll }   // Linux has only poll
         p.label = ""
         return p

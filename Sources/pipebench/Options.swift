@@ -32,6 +32,8 @@ struct ParameterOptions: ParsableArguments {
     var writers: [String] = []
     @Option(name: .customLong("mux"), help: ArgumentHelp("fanin: how the reader waits: poll (engine or Linux poll) or kqueue (engine only). Default poll.", valueName: "poll|kqueue"))
     var mux: [String] = []
+    @Option(name: .customLong("kernel-pipe-size"), help: ArgumentHelp("linux-pipe, linux-vmsplice: F_SETPIPE_SZ for every kernel pipe, a power of two of at least a page, at most /proc/sys/fs/pipe-max-size unless root (default: the kernel's, 64K).", valueName: "size"))
+    var kernelPipeSize: [String] = []
     @Option(name: .customLong("mindirect"), help: ArgumentHelp("engine: kern.ipc.pipe_mindirect, > 512 (default 8K).", valueName: "size"))
     var mindirect: [String] = []
     @Option(name: .customLong("pipe-size"), help: ArgumentHelp("engine: PIPE_SIZE (default 16K).", valueName: "size"))
@@ -69,7 +71,7 @@ struct ParameterOptions: ParsableArguments {
             (.workload, workload), (.transport, transport), (.writeSize, writeSize), (.readSize, readSize),
             (.total, total), (.messageSize, messageSize), (.iterations, iterations),
             (.warmupIterations, warmupIterations), (.rate, rate),
-            (.pairs, pairs), (.pairCPUs, pairCPUs), (.writers, writers), (.mux, mux), (.mindirect, mindirect),
+            (.pairs, pairs), (.pairCPUs, pairCPUs), (.writers, writers), (.mux, mux), (.kernelPipeSize, kernelPipeSize), (.mindirect, mindirect),
             (.pipeSize, pipeSize), (.bigPipeSize, bigPipeSize), (.smallPipeSize, smallPipeSize),
             (.maxpipekva, maxpipekva), (.hold, hold), (.wait, wait), (.piperesize, piperesize),
             (.kvaTier, kvaTier), (.writerCPU, writerCPU), (.readerCPU, readerCPU),

@@ -30,6 +30,7 @@ struct RunCommand: PipeBenchCommand {
           pipebench run --transport engine --hold mlock --verify --json out.json
           pipebench run --workload pairs --pairs 2 --pair-cpus 0:1,1:0 --transport engine,linux-pipe
           pipebench run --workload fanin --writers 8 --mux kqueue --transport engine --verify
+          pipebench run --transport linux-pipe,linux-vmsplice --kernel-pipe-size 1M --write-size 256K
           pipebench run --config my-config.toml
         """
     )
@@ -118,7 +119,8 @@ struct SweepCommand: PipeBenchCommand {
         64, 128, …, 1M), other whole numbers count (0..3). The sweep is the Cartesian product \
         of all lists; parameters that do not apply to a point are dropped (--mindirect does \
         not multiply linux-pipe points, --write-size does not multiply pingpong points, --mux \
-        kqueue applies to engine fan-in points only: Linux's poll). --pair-cpus takes one \
+        kqueue applies to engine fan-in points only: Linux's poll; --kernel-pipe-size to \
+        linux-pipe and linux-vmsplice points only). --pair-cpus takes one \
         layout per flag (its commas separate pairs); repeat the flag to sweep layouts. All \
         points are measured interleaved, round after round, so that drift of the machine \
         spreads over all of them.
@@ -144,6 +146,7 @@ struct SweepCommand: PipeBenchCommand {
           pipebench sweep --workload pairs --pairs 1..4 --transport engine,linux-pipe
           pipebench sweep --workload fanin --writers 2,8,32 --mux poll,kqueue --transport engine,linux-pipe
           pipebench sweep --workload pairs --pairs 2 --pair-cpus 0:0,1:1 --pair-cpus 0:1,1:0
+          pipebench sweep --transport linux-pipe --kernel-pipe-size 4K..1M --write-size 64K
           pipebench sweep --config sweep.toml --shard 2/8 --progress json --csv shard2.csv
           pipebench sweep --config sweep.toml --list
         """

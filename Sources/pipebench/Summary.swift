@@ -34,13 +34,17 @@ enum SummaryPrinter {
         let r = g.rows[0]
         guard t.value(r, "transport") != "linux-pipe" else { return nil }
         // mux: Linux has only poll, so an engine kqueue fan-in is compared with Linux's poll.
-        let ignore = engineColumns.union(["transport", "read_size_B", "mux"])
+        var ignore = engineColumns.union(["transport", "read_size_B", "mux"])
+        // A kernel pipe size is matched between kernel transports (vmsplice 1M against the
+        // pipe at 1M); other transports take the pipe at the kernel's default size if measured.
+        let kernel = ["linux-pipe", "linux-vmsplice"].contains(t.value(r, "transport"))
+        if !kernel { ignore.insert("kernel_pipe_size_asked_B") }
         let key = ResultsSummary.parameterKey(t, r, ignoring: ignore)
         let readSize = t.value(r, "read_size_B")
         let candidates = groups.filter {
             t.value($0.rows[0], "transport") == "linux-pipe" && t.value($0.rows[0], "run_id") == t.value(r, "run_id")
                 && ResultsSummary.parameterKey(t, $0.rows[0], ignoring: ignore) == key
-        }
+        }.defaultKernelPipeFirst(t)
         if t.value(r, "transport") == "memcpy" {
             // One thread: compare with a linux-pipe that reads what it writes, wherever its reader ran.
             let looser = ignore.union(["reader_cpu", "reader_node"])
@@ -48,7 +52,7 @@ enum SummaryPrinter {
             let pipes = groups.filter {
                 t.value($0.rows[0], "transport") == "linux-pipe" && t.value($0.rows[0], "run_id") == t.value(r, "run_id")
                     && ResultsSummary.parameterKey(t, $0.rows[0], ignoring: looser) == key
-            }
+            }.defaultKernelPipeFirst(t)
             return pipes.first { t.value($0.rows[0], "read_size_B") == t.value($0.rows[0], "write_size_B") } ?? pipes.first
         }
         return candidates.first { t.value($0.rows[0], "read_size_B") == readSize }
@@ -163,5 +167,13 @@ enum SummaryPrinter {
         }
         if footnote { out.append("* fewer than 6 repetitions: the interval is min-max and covers the median with less than 95%.") }
         return out.joined(separator: "\n")
+    }
+}
+
+extension Array where Element == ResultsSummary.Group {
+    /// Groups at the kernel's default pipe size first, otherwise in order.
+    func defaultKernelPipeFirst(_ t: ResultsTable) -> [Element] {
+        let isDefault = { (g: Element) in t.value(g.rows[0], "kernel_pipe_size_asked_B").isEmpty }
+        return filter(isDefault) + filter { !isDefault($0) }
     }
 }

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import PipeHarness
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The built `pipebench` executable: next to the test bundle (SwiftPM puts products and the
 /// test runner in one directory), else under a scratch directory of the package.
@@ -99,6 +102,10 @@ func write(_ text: String, _ path: String) {
         (["run", "--workload", "fanin", "--writers", "0"], 64, "--writers 0: must be positive"),
         (["run", "--workload", "fanin", "--transport", "linux-pipe", "--mux", "kqueue"], 64, "Linux has no kqueue"),
         (["run", "--workload", "fanin", "--transport", "unix-socket"], 64, "fanin runs over --transport engine or linux-pipe"),
+        (["run", "--transport", "linux-pipe", "--kernel-pipe-size", "5000"], 64, "--kernel-pipe-size 5000: give a power of two"),
+        (["run", "--transport", "linux-pipe", "--kernel-pipe-size", "2G"], 64, "at most 1G"),
+        (["run", "--transport", "engine", "--kernel-pipe-size", "1M"], 64, "applies to --transport linux-pipe or linux-vmsplice"),
+        (["sweep", "--transport", "engine,spsc-ring", "--kernel-pipe-size", "64K,1M"], 64, "applies to --transport linux-pipe or linux-vmsplice"),
     ]
 
     @Test func badInputGetsOneLineAndNonZeroExit() throws {
@@ -255,6 +262,37 @@ func write(_ text: String, _ path: String) {
             #expect(ft.value(i, "integrity_ok") == "true")
             #expect(Int(ft.value(i, "mux_calls"))! > 0 && Int(ft.value(i, "read_calls"))! >= 3 * 64)
             #expect(ft.value(i, "pairs").isEmpty)
+        }
+    }
+
+    /// --kernel-pipe-size reaches F_SETPIPE_SZ: asked and in-force sizes in the CSV, empty for
+    /// the engine; above pipe-max-size it is refused before anything runs (unless root).
+    @Test func kernelPipeSizeIsSetAndRecorded() throws {
+        let dir = makeTempDir()
+        let o = try pipebench(["run", "--transport", "linux-pipe,linux-vmsplice,engine", "--kernel-pipe-size", "128K",
+                               "--write-size", "16K", "--total", "512K", "--repetitions", "1", "--warmup", "0",
+                               "--csv", "k.csv", "--quiet"], in: dir)
+        #expect(o.status == 0, "\(o.stderr)")
+        let t = try ResultsTable.read(path: dir + "/k.csv")
+        #expect(t.rows.count == 3)
+        for i in t.rows.indices {
+            let engine = t.value(i, "transport") == "engine"
+            #expect(t.value(i, "kernel_pipe_size_asked_B") == (engine ? "" : "131072"))
+            #expect(t.value(i, "kernel_pipe_size_B") == (engine ? "" : "131072"))
+        }
+        // Without the flag the asked column is empty and the kernel default is in force.
+        let d = try pipebench(["run", "--transport", "linux-pipe", "--write-size", "16K", "--total", "256K",
+                               "--repetitions", "1", "--warmup", "0", "--csv", "d.csv", "--quiet"], in: dir)
+        #expect(d.status == 0, "\(d.stderr)")
+        let dt = try ResultsTable.read(path: dir + "/d.csv")
+        #expect(dt.value(0, "kernel_pipe_size_asked_B") == "" && dt.value(0, "kernel_pipe_size_B") == "65536")
+
+        let env = EnvironmentInfo.capture()
+        if geteuid() != 0, let max = env.pipeMaxSize, max < 1 << 30 {
+            let over = try pipebench(["run", "--transport", "linux-pipe", "--kernel-pipe-size", SizeSpec.format(max * 2)], in: dir)
+            #expect(over.status == 64, "\(over.stderr)")
+            #expect(over.stderr.contains("above /proc/sys/fs/pipe-max-size"), "\(over.stderr)")
+            #expect(over.stderr.split(separator: "\n").count == 1)
         }
     }
 

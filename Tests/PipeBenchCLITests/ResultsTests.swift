@@ -98,6 +98,12 @@ func table(_ configs: [(String, String, [Double])], runID: String = "r1") -> Res
         #expect(ResultsSchema.parameterColumns.first == "workload")
         let doc = ResultsSchema.markdownDocumentation()
         for n in names { #expect(doc.contains("`\(n)`")) }
+        // Every parameter axis has a parameter column (the one it fills) ...
+        #expect(ResultsSchema.column("kernel_pipe_size_asked_B")?.group == .parameter)
+        #expect(ResultsSchema.column("kernel_pipe_size_B")?.group == .metric)
+        // ... and version 1's columns are exactly those version 2 did not add.
+        #expect(ResultsSchema.version1ColumnNames.count + ResultsSchema.addedInVersion2.count == names.count)
+        #expect(ResultsSchema.addedInVersion2.allSatisfy { ResultsSchema.column($0) != nil })
     }
 
     @Test func atomicWriteNeverOverwritesWithoutForce() throws {

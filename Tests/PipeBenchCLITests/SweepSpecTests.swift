@@ -136,6 +136,57 @@ import Testing
         #expect(throws: SweepError.self) { try p.apply(.workload, "nap") }
     }
 
+    /// --kernel-pipe-size: power-of-two page multiples only, applied to the kernel-pipe
+    /// transports and dropped from the others (refused when it applies to none).
+    @Test func kernelPipeSize() throws {
+        var spec = SweepSpecification()
+        try spec.set(.transport, ["engine,linux-pipe,linux-vmsplice,unix-socket"])
+        try spec.set(.kernelPipeSize, ["64K..256K"])
+        let points = try spec.points()
+        // engine and unix-socket once each; the two kernel transports at 64K, 128K, 256K.
+        #expect(points.count == 8)
+        #expect(points.filter { $0.transport == .engine || $0.transport == .unixSocket }.allSatisfy { $0.kernelPipeSize == nil })
+        #expect(points.contains { $0.label == "stream linux-vmsplice kps=128K" })
+        #expect(points.contains { $0.label == "stream engine" })
+        let vmsplice = try #require(points.first { $0.transport == .linuxVmsplice && $0.kernelPipeSize == 256 << 10 })
+        guard case .stream(let config) = try vmsplice.makeWorkload() else { Issue.record("not a stream"); return }
+        #expect(config.options.kernelPipeSize == 256 << 10)
+
+        // A single value is still named, so that `run` tables say what the pipe was.
+        var one = SweepSpecification()
+        try one.set(.transport, ["linux-pipe"])
+        try one.set(.workload, ["pingpong"])
+        try one.set(.kernelPipeSize, ["1M"])
+        #expect(try one.points().map(\.label) == ["pingpong linux-pipe kps=1M"])
+
+        var engineOnly = SweepSpecification()
+        try engineOnly.set(.transport, ["engine"])
+        try engineOnly.set(.kernelPipeSize, ["1M"])
+        #expect(throws: SweepError.self) { try engineOnly.points() }
+
+        var p = SweepPoint()
+        for bad in ["5000", "2K", "96K", "2G", "0"] {
+            #expect(throws: SweepError.self, "\(bad)") { try p.apply(.kernelPipeSize, bad) }
+        }
+        try p.apply(.kernelPipeSize, "4K")
+        #expect(p.kernelPipeSize == 4096)
+    }
+
+    @Test func kernelPipeSizeIsBoundedByPipeMaxSizeUnlessPrivileged() throws {
+        try SweepPoint.checkKernelPipeSize(1 << 20, pipeMaxSize: 1 << 20, privileged: false)
+        try SweepPoint.checkKernelPipeSize(4 << 20, pipeMaxSize: 1 << 20, privileged: true)
+        do {
+            try SweepPoint.checkKernelPipeSize(2 << 20, pipeMaxSize: 1 << 20, privileged: false)
+            Issue.record("no error")
+        } catch let e as SweepError {
+            #expect(e.message.contains("above /proc/sys/fs/pipe-max-size (1M)"), "\(e.message)")
+            #expect(!e.message.contains("\n"))
+        }
+        // 64 KiB pages (arm64, ppc64): 16K is below a page.
+        #expect(throws: SweepError.self) { try SweepPoint.checkKernelPipeSize(16 << 10, pageSize: 64 << 10) }
+        try SweepPoint.checkKernelPipeSize(64 << 10, pageSize: 64 << 10)
+    }
+
     @Test func placementIsCheckedAgainstTheMachine() throws {
         let env = EnvironmentInfo.capture()
         var p = SweepPoint()
