@@ -170,26 +170,29 @@ extension PipeSystem {
             }
         }
         var ready: [Set<Int32>] = [[], [], []]
+        let fds = asked[0].union(asked[1]).union(asked[2]).sorted()
         let n = try kern_poll(timeout: nanoseconds) { (waiter, recorded) throws(Errno) -> Int in
             var total = 0
             ready = [[], [], []]
-            for (k, set) in asked.enumerated() {
-                for fd in set {
-                    guard let fo = table.fget(fd) else { throw .badFileDescriptor }
-                    defer { fdrop(fo) }
-                    var ev: Int16 = 0
-                    if let fp = fo as? File {
-                        switch kernel.pipe_poll(fp, flags[k], waiter, &recorded) {
-                        case .success(let r): ev = r
-                        case .failure(let e): throw e
-                        }
-                    } else if let kq = fo as? KqueueFile {
-                        ev = kqueue_poll(kq, flags[k], waiter)
+            // selscan: one fo_poll per descriptor, asking for the flags of every set it is
+            // in at once, then selsetbits marks it in each set whose flags came back.
+            for fd in fds {
+                var events: Int16 = 0
+                for k in 0..<3 where asked[k].contains(fd) { events |= flags[k] }
+                guard let fo = table.fget(fd) else { throw .badFileDescriptor }
+                defer { fdrop(fo) }
+                var ev: Int16 = 0
+                if let fp = fo as? File {
+                    switch kernel.pipe_poll(fp, events, waiter, &recorded) {
+                    case .success(let r): ev = r
+                    case .failure(let e): throw e
                     }
-                    if ev & flags[k] != 0 {
-                        ready[k].insert(fd)
-                        total += 1
-                    }
+                } else if let kq = fo as? KqueueFile {
+                    ev = kqueue_poll(kq, events, waiter)
+                }
+                for k in 0..<3 where asked[k].contains(fd) && ev & flags[k] != 0 {
+                    ready[k].insert(fd)
+                    total += 1
                 }
             }
             return total
