@@ -22,11 +22,12 @@ final class KVAArena: @unchecked Sendable {
     /// Free extents (page offsets from `base`, page counts), sorted by offset, never adjacent.
     private var free: [(page: Int, pages: Int)]
     private(set) var allocatedBytes = 0
-    /// Fault injection (tests): when set and it returns true for a request, the request fails
-    /// as if the map were full.
-    var failNextAllocation: (@Sendable (Int) -> Bool)?
+    /// Fault injection (tests): arenaAllocate fails a request as if the map were full,
+    /// arenaProtect fails the mprotect that follows.
+    let faults: FaultInjector
 
-    init(size: Int) throws(Errno) {
+    init(size: Int, faults: FaultInjector) throws(Errno) {
+        self.faults = faults
         precondition(size > 0 && size % PAGE_SIZE == 0)
         var error: Int32 = 0
         guard let p = pb_mmap_reserve(size, &error) else { throw Errno(rawValue: error) }
@@ -42,7 +43,7 @@ final class KVAArena: @unchecked Sendable {
     /// range of `bytes` (a page multiple), made read-write; nil when no range is large enough.
     func allocate(_ bytes: Int) -> UnsafeMutableRawPointer? {
         precondition(bytes > 0 && bytes % PAGE_SIZE == 0)
-        if let inject = failNextAllocation, inject(bytes) { return nil }
+        if faults.shouldFail(.arenaAllocate, bytes: bytes) { return nil }
         let pages = bytes / PAGE_SIZE
         mutex.lock()
         guard let index = free.firstIndex(where: { $0.pages >= pages }) else {
@@ -58,7 +59,8 @@ final class KVAArena: @unchecked Sendable {
         allocatedBytes += bytes
         mutex.unlock()
         let address = base + page * PAGE_SIZE
-        if pb_mprotect(address, bytes, PROT_READ | PROT_WRITE) != 0 {
+        if faults.shouldFail(.arenaProtect, bytes: bytes) ||
+            pb_mprotect(address, bytes, PROT_READ | PROT_WRITE) != 0 {
             release(page: page, pages: pages)
             return nil
         }

@@ -123,7 +123,9 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         }
     }
 
-    /// `write(fd, buf, nbyte)`: bytes written (a short count once some moved).
+    /// `write(fd, buf, nbyte)`: bytes written (a short count once some moved). As in FreeBSD,
+    /// EFAULT is thrown even when part of the write had already moved (a direct write whose
+    /// second chunk cannot be held): "do not pretend that I/O succeeded for user error".
     public func write(_ fd: Int32, _ buf: UnsafeRawPointer?, _ nbyte: Int) throws(Errno) -> Int {
         guard nbyte >= 0 else { throw .invalidArgument }
         var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: buf), iov_len: nbyte)
@@ -483,10 +485,6 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         UnsafeMutableRawBufferPointer(start: kernel.arena.base, count: kernel.arena.size)
     }
 
-    /// Test hook: make the arena refuse allocations for which `rule(bytes)` is true.
-    public func injectArenaFailures(_ rule: (@Sendable (Int) -> Bool)?) {
-        kernel.arena.failNextAllocation = rule
-    }
 }
 
 /// Who received a signal.

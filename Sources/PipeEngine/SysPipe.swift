@@ -76,6 +76,9 @@ final class PipeKernel: @unchecked Sendable {
     private(set) var messagesSuppressed = 0
     let log: @Sendable (String) -> Void
 
+    /// Fault injection (tests).
+    let faults = FaultInjector()
+
     /// The hook standing in for the MAC framework.
     let policy: PipePolicy?
 
@@ -87,7 +90,7 @@ final class PipeKernel: @unchecked Sendable {
         try config.validate()
         self.config = config
         do {
-            arena = try KVAArena(size: config.maxpipekva)
+            arena = try KVAArena(size: config.maxpipekva, faults: faults)
         } catch {
             throw PipeEngineError(error, "cannot reserve a KVA arena of \(config.maxpipekva) bytes")
         }
@@ -491,6 +494,7 @@ final class PipeKernel: @unchecked Sendable {
         let end = round_page(Int(bitPattern: base) + len)
         let npages = (end - start) / PAGE_SIZE
         if npages > PIPENPAGES { return nil }
+        if faults.shouldFail(.pageHold, bytes: len) { return nil }
         let pages = UnsafeRawPointer(bitPattern: start)!
         var locked = false
         switch hold {
@@ -508,7 +512,7 @@ final class PipeKernel: @unchecked Sendable {
                 return nil
             }
             if hold == .mlock {
-                if pb_mlock(pages, end - start) == 0 {
+                if !faults.shouldFail(.pageLock, bytes: end - start) && pb_mlock(pages, end - start) == 0 {
                     locked = true
                 } else {
                     holdFallbacks.add(1)  // EPERM / ENOMEM (RLIMIT_MEMLOCK): populate hold
