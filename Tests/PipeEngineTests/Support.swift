@@ -23,7 +23,9 @@ final class TestThread: @unchecked Sendable {
     /// Waits for the thread to finish; false if it did not within `seconds`.
     @discardableResult
     func join(timeout seconds: Double = 30) -> Bool {
-        done.wait(timeout: .now() + seconds) == .success
+        guard done.wait(timeout: .now() + seconds) == .success else { return false }
+        done.signal()              // so that a second join of a finished thread returns too
+        return true
     }
 }
 
