@@ -28,22 +28,7 @@ public final class KernelPipeChannel: ByteChannel {
     public let pipeSize: Int
 
     public init(pipeSize requested: Int? = nil) throws {
-        ignoreSIGPIPE()
-        let fds = try FD.pipe(what: "linux-pipe")
-        readFD = fds.read
-        writeFD = fds.write
-        do {
-            if let requested {
-                pipeSize = try setKernelPipeSize(writeFD, requested)
-            } else {
-                let r = pb_get_pipe_size(writeFD)
-                pipeSize = r > 0 ? Int(r) : 0
-            }
-        } catch {
-            FD.close(&readFD)
-            FD.close(&writeFD)
-            throw error
-        }
+        (readFD, writeFD, pipeSize) = try openKernelPipe(what: "linux-pipe", size: requested)
     }
 
     deinit {
@@ -61,4 +46,24 @@ public final class KernelPipeChannel: ByteChannel {
 
     public func closeWriteEnd() { FD.close(&writeFD) }
     public func closeReadEnd() { FD.close(&readFD) }
+}
+
+/// A kernel pipe for a channel: pipe2, then F_SETPIPE_SZ when a size is asked for (or the
+/// size in force, F_GETPIPE_SZ), closing both ends if that fails. SIGPIPE is ignored so that a
+/// write to a closed pipe comes back as EPIPE.
+func openKernelPipe(what: String, size requested: Int?) throws -> (read: Int32, write: Int32, size: Int) {
+    ignoreSIGPIPE()
+    let fds = try FD.pipe(what: what)
+    var readFD = fds.read, writeFD = fds.write
+    do {
+        if let requested {
+            return (readFD, writeFD, try setKernelPipeSize(writeFD, requested))
+        }
+        let r = pb_get_pipe_size(writeFD)
+        return (readFD, writeFD, r > 0 ? Int(r) : 0)
+    } catch {
+        FD.close(&readFD)
+        FD.close(&writeFD)
+        throw error
+    }
 }

@@ -30,22 +30,7 @@ public final class VmspliceChannel: ByteChannel {
     public var writerBufferRetainedUntilRead: Bool { true }
 
     public init(pipeSize requested: Int? = nil) throws {
-        ignoreSIGPIPE()
-        let fds = try FD.pipe(what: "linux-vmsplice")
-        readFD = fds.read
-        writeFD = fds.write
-        do {
-            if let requested {
-                pipeSize = try setKernelPipeSize(writeFD, requested)
-            } else {
-                let r = pb_get_pipe_size(writeFD)
-                pipeSize = r > 0 ? Int(r) : 0
-            }
-        } catch {
-            FD.close(&readFD)
-            FD.close(&writeFD)
-            throw error
-        }
+        (readFD, writeFD, pipeSize) = try openKernelPipe(what: "linux-vmsplice", size: requested)
     }
 
     deinit {

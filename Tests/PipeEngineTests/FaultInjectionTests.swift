@@ -78,11 +78,11 @@ struct FaultInjectionTests {
             let source = pattern(0..<(1 << 20), seed: UInt8(seed))
             let accepted = Locked(0)
             let writer = TestThread {
-                var rng = SplitMix(seed)
+                var rng = SplitMix64(seed: seed)
                 var sent = 0
                 source.withUnsafeBytes { src in
                     while sent < 4 << 20 {
-                        let size = rng.next(below: 4) == 0 ? 16 * 1024 : 1 + rng.next(below: 16 * 1024)
+                        let size = rng.below(4) == 0 ? 16 * 1024 : 1 + rng.below(16 * 1024)
                         let offset = sent % (1 << 20)
                         let n = min(size, (1 << 20) - offset)
                         do {
@@ -128,17 +128,3 @@ struct FaultInjectionTests {
 }
 
 private let SMALL_PIPE_SIZE_DEFAULT = DEFAULT_SMALL_PIPE_SIZE
-
-/// A small seeded generator (the engine's tests must not depend on the harness).
-struct SplitMix {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func next(below n: Int) -> Int { Int(next() % UInt64(n)) }
-}

@@ -268,10 +268,10 @@ struct ReadinessTests {
         }
         var received = [[UInt8]](repeating: [], count: pipes.count)
         var open = Set(0..<pipes.count)
-        let deadline = Date().addingTimeInterval(120)
+        let deadline = Date().addingTimeInterval(120 * TestThread.timeScale)
         while !open.isEmpty && Date() < deadline {
             var fds = open.sorted().map { PollFD(fd: pipes[$0].0, events: IN) }
-            let n = try sys.poll(&fds, timeout: 10_000)
+            let n = try sys.poll(&fds, timeout: Int32(10_000 * TestThread.timeScale))
             #expect(n > 0, "a poll that should have been woken timed out")
             for f in fds where f.revents != 0 {
                 let i = pipes.firstIndex { $0.0 == f.fd }!

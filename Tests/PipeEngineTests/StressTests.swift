@@ -111,11 +111,11 @@ struct StressTests {
             let source = pattern(0..<(1 << 20), seed: UInt8(index + 40))
             let writer = TestThread {
                 var sent = 0
-                var rng = SplitMix(UInt64(index + 7))
+                var rng = SplitMix64(seed: UInt64(index + 7))
                 source.withUnsafeBytes { src in
                     while sent < total {
                         let offset = sent % (1 << 20)
-                        let want = big ? 65536 + rng.next(below: 1 << 20) : 1 + rng.next(below: 8000)
+                        let want = big ? 65536 + rng.below(1 << 20) : 1 + rng.below(8000)
                         let n = min(want, total - sent, (1 << 20) - offset)
                         do { sent += try sys.write(w, src.baseAddress! + offset, n) } catch Errno.interrupted {} catch {
                             problems.withLock { $0.append("stream writer: \(error)") }
@@ -149,10 +149,10 @@ struct StressTests {
         let targets = engineThreads
         let interrupts = Locked(0)
         let interrupter = TestThread {
-            var rng = SplitMix(99)
+            var rng = SplitMix64(seed: 99)
             while !stop.get {
-                usleep(UInt32(rng.next(below: 300)))
-                targets[rng.next(below: targets.count)].interrupt(restart: rng.next(below: 2) == 0)
+                usleep(UInt32(rng.below(300)))
+                targets[rng.below(targets.count)].interrupt(restart: rng.below(2) == 0)
                 interrupts.withLock { $0 += 1 }
             }
         }

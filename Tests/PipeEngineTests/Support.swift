@@ -1,3 +1,4 @@
+import CMallocCounter
 import Foundation
 import Testing
 @testable import PipeEngine
@@ -20,10 +21,14 @@ final class TestThread: @unchecked Sendable {
         ready.wait()
     }
 
-    /// Waits for the thread to finish; false if it did not within `seconds`.
+    /// Under a sanitizer everything runs 10-20x slower, and the suites share two cores: the
+    /// bounds on waits stretch by this much there (a real hang is still caught).
+    static let timeScale: Double = pb_sanitized_build() ? 10 : 1
+
+    /// Waits for the thread to finish; false if it did not within `seconds` (scaled).
     @discardableResult
     func join(timeout seconds: Double = 30) -> Bool {
-        guard done.wait(timeout: .now() + seconds) == .success else { return false }
+        guard done.wait(timeout: .now() + seconds * TestThread.timeScale) == .success else { return false }
         done.signal()              // so that a second join of a finished thread returns too
         return true
     }
