@@ -177,10 +177,13 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
             guard !overflow, iov[i].iov_len >= 0, sum <= Int.max else { throw .invalidArgument }
             total = sum
         }
-        let copy = UnsafeMutablePointer<iovec>.allocate(capacity: max(count, 1))
-        defer { copy.deallocate() }
-        copy.initialize(from: iov, count: count)
-        return try body(copy, count, total)
+        // On the stack for the usual handful of iovecs: no heap allocation per call.
+        return try withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(count, 1)) {
+            (copy) throws(Errno) -> Int in
+            let base = copy.baseAddress!
+            base.initialize(from: iov, count: count)
+            return try body(base, count, total)
+        }
     }
 
     /// `dofileread`: fget, fo_read, the generic layer's short-count rules, fdrop.

@@ -244,7 +244,7 @@ struct TopologyCommand: PipeBenchCommand {
             print("\nNUMA nodes (max node \(env.numa.maxNode ?? 0))")
             var rows = [["node", "cpus", "memory", "free"] + env.numa.nodes.map { "d(\($0.id))" }]
             for n in env.numa.nodes {
-                rows.append(["\(n.id)", Self.ranges(n.cpus), n.totalBytes.map { Self.gib($0) } ?? "?", n.freeBytes.map { Self.gib($0) } ?? "?"] + n.distances.map(String.init))
+                rows.append(["\(n.id)", formatCPUList(n.cpus), n.totalBytes.map { Self.gib($0) } ?? "?", n.freeBytes.map { Self.gib($0) } ?? "?"] + n.distances.map(String.init))
             }
             print(TextTable.render(rows))
             print("  (d(n): numa_distance to node n, 10 = local)")
@@ -268,19 +268,6 @@ struct TopologyCommand: PipeBenchCommand {
     }
 
     static func gib(_ b: Int64) -> String { String(format: "%.1f GiB", Double(b) / Double(1 << 30)) }
-
-    /// [0, 1, 2, 5] → "0-2,5".
-    static func ranges(_ xs: [Int]) -> String {
-        var out: [String] = []
-        var i = 0
-        while i < xs.count {
-            var j = i
-            while j + 1 < xs.count && xs[j + 1] == xs[j] + 1 { j += 1 }
-            out.append(i == j ? "\(xs[i])" : "\(xs[i])-\(xs[j])")
-            i = j + 1
-        }
-        return out.isEmpty ? "none" : out.joined(separator: ",")
-    }
 }
 
 struct SysctlCommand: PipeBenchCommand {

@@ -22,6 +22,11 @@ struct HotPathAllocationTests {
             _ = try sys.read(r, inp, 4096)
             _ = try sys.write(r, out, 512)        // the reverse direction too
             _ = try sys.read(w, inp, 512)
+            var iov = (iovec(iov_base: out, iov_len: 100), iovec(iov_base: out + 100, iov_len: 300))
+            _ = try withUnsafePointer(to: &iov) { p in               // vectored, too
+                try p.withMemoryRebound(to: iovec.self, capacity: 2) { try sys.writev(w, $0, 2) }
+            }
+            _ = try sys.read(r, inp, 4096)
         }
         for _ in 0..<100 { try round() }          // warm-up: first-use allocations happen here
         let before = pb_thread_malloc_count()
