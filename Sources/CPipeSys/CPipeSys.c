@@ -25,6 +25,28 @@ int pb_futex_wake(uint32_t *word, int count) {
     return r < 0 ? 0 : (int)r;
 }
 
+void pb_lock_slow(uint32_t *word) {
+    // Spin first: a holder on another CPU leaves within a few hundred nanoseconds; parking
+    // would cost two system calls and a cross-CPU wake-up (~20 us on a VM).
+    for (int i = 0; i < 4000; i++) {
+        uint32_t seen = __atomic_load_n(word, __ATOMIC_RELAXED);
+        if (seen == 0) {
+            uint32_t expected = 0;
+            if (__atomic_compare_exchange_n(word, &expected, 1, false,
+                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+                return;
+            }
+        } else if (seen == 2) {
+            break;  // others are parked already: queue behind them
+        }
+        pb_cpu_relax();
+    }
+    // Drepper's "futexes are tricky" mutex, third version: mark contended, park until free.
+    while (__atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE) != 0) {
+        pb_futex_wait(word, 2, NULL);
+    }
+}
+
 int pb_madvise(void *addr, size_t length, int advice) {
     return madvise(addr, length, advice) == 0 ? 0 : errno;
 }

@@ -55,8 +55,14 @@ final class Pipe: @unchecked Sendable {
     var pipe_mtime = timespec()
     var pipe_ctime = timespec()
     var pipe_sigio: Int32 = 0           // FIOSETOWN owner (pid > 0, process group < 0), 0: none
-    unowned(unsafe) var pipe_peer: Pipe! = nil
+    /// The peer and the pair, held without reference counting: both ends and the mutex are
+    /// owned by the `PipePair`, which outlives every use of its ends (each `File` holds it).
+    /// The hot paths borrow them with `_withUnsafeGuaranteedRef`: a retain on an object that
+    /// the other thread touches too is an atomic operation on a shared cache line.
+    var pipe_peer_ref: Unmanaged<Pipe>? = nil
     unowned(unsafe) var pipe_pair: PipePair! = nil
+    /// `PIPE_MTX(pipe)`: the pair's mutex.
+    let PIPE_MTX: MutexWord
     var pipe_state: PipeState = []
     var pipe_type: UInt32 = 0           // PIPE_TYPE_NAMED
     var pipe_present: PipePresent = .none
@@ -71,27 +77,38 @@ final class Pipe: @unchecked Sendable {
     /// `pipe_sel`: poll/select waiters and knotes.
     let pipe_sel = SelInfo()
 
-    @inline(__always) var PIPE_MTX: PipeMutex { pipe_pair.pp_mtx }
-    @inline(__always) func PIPE_LOCK() { pipe_pair.pp_mtx.lock() }
-    @inline(__always) func PIPE_UNLOCK() { pipe_pair.pp_mtx.unlock() }
+    init(mutex: PipeMutex) { PIPE_MTX = mutex.ref }
+
+    @inline(__always) var pipe_peer: Pipe { pipe_peer_ref!.takeUnretainedValue() }
+    @inline(__always) func PIPE_LOCK() { PIPE_MTX.lock() }
+    @inline(__always) func PIPE_UNLOCK() { PIPE_MTX.unlock() }
     @inline(__always) var kernel: PipeKernel { pipe_pair.kernel }
 
     static let PIPE_TYPE_NAMED: UInt32 = 0x001
     var isNamed: Bool { pipe_type & Pipe.PIPE_TYPE_NAMED != 0 }
     /// `PIPE_PEER(pipe)`: a FIFO is its own peer.
     @inline(__always) var PIPE_PEER: Pipe { isNamed ? self : pipe_peer }
+
+    /// Runs `body` with `PIPE_PEER`, borrowed (no reference counting).
+    @inline(__always)
+    func withPeer<R>(_ body: (Pipe) -> R) -> R {
+        if isNamed { return body(self) }
+        return pipe_peer_ref!._withUnsafeGuaranteedRef(body)
+    }
 }
 
 /// `struct pipepair`: both directions and the one mutex they share.
 final class PipePair: @unchecked Sendable {
-    let pp_rpipe = Pipe()
-    let pp_wpipe = Pipe()
     let pp_mtx = PipeMutex()
+    let pp_rpipe: Pipe
+    let pp_wpipe: Pipe
     let kernel: PipeKernel
 
     /// `pipe_zone_ctor`: both ends zeroed, timestamped with one time, linked, ACTIVE.
     init(kernel: PipeKernel) {
         self.kernel = kernel
+        pp_rpipe = Pipe(mutex: pp_mtx)
+        pp_wpipe = Pipe(mutex: pp_mtx)
         let rpipe = pp_rpipe, wpipe = pp_wpipe
         pipe_timestamp(&rpipe.pipe_ctime)
         rpipe.pipe_atime = rpipe.pipe_ctime
@@ -99,9 +116,9 @@ final class PipePair: @unchecked Sendable {
         wpipe.pipe_ctime = rpipe.pipe_ctime
         wpipe.pipe_atime = rpipe.pipe_ctime
         wpipe.pipe_mtime = rpipe.pipe_ctime
-        rpipe.pipe_peer = wpipe
+        rpipe.pipe_peer_ref = Unmanaged.passUnretained(wpipe)
         rpipe.pipe_pair = self
-        wpipe.pipe_peer = rpipe
+        wpipe.pipe_peer_ref = Unmanaged.passUnretained(rpipe)
         wpipe.pipe_pair = self
         rpipe.pipe_present = .ACTIVE
         wpipe.pipe_present = .ACTIVE
@@ -164,15 +181,21 @@ final class File: FileObject, @unchecked Sendable {
     let vnode: FifoNode?
     /// `f_pipegen`: the FIFO writer generation this reader has seen (POLLINIGNEOF).
     var f_pipegen = 0
+    private let f_data_ref: Unmanaged<Pipe>
 
     init(pair: PipePair, forward: Bool, flags: FileFlags, cred: Credential, vnode: FifoNode? = nil) {
         self.pair = pair
         isForwardEnd = forward
+        f_data_ref = Unmanaged.passUnretained(forward ? pair.pp_rpipe : pair.pp_wpipe)
         self.vnode = vnode
         super.init(flags: flags, cred: cred)
     }
 
     @inline(__always) var f_data: Pipe { isForwardEnd ? pair.pp_rpipe : pair.pp_wpipe }
+
+    /// Runs `body` with `f_data`, borrowed (no reference counting; `pair` keeps it alive).
+    @inline(__always)
+    func withData<R>(_ body: (Pipe) -> R) -> R { f_data_ref._withUnsafeGuaranteedRef(body) }
 }
 
 /// `enum uio_rw`.

@@ -5,7 +5,7 @@ import Glibc
 
 // The kernel's sleep and lock primitives, in user space.
 //
-//   PIPE_MTX (mtx)        -> PipeMutex: a pthread mutex, one per pipe pair.
+//   PIPE_MTX (mtx)        -> PipeMutex: a spin-then-park futex mutex, one per pipe pair.
 //   msleep(chan, mtx, pri)-> WaitChannel.sleep: drop the mutex, optionally spin on the channel's
 //                            generation word, then park on it with a futex; retake the mutex.
 //   wakeup / wakeup_one   -> WaitChannel.wakeup / wakeupOne: bump the generation; FUTEX_WAKE
@@ -20,23 +20,33 @@ import Glibc
 // condition, as the kernel's callers must too. The wait strategy (spin or not) changes how a
 // sleeper waits, never what the caller decides afterwards.
 
-/// `PIPE_MTX`: a pthread mutex (heap-allocated so its address never moves).
+/// `PIPE_MTX`: a spin-then-park mutex on a futex word (`pb_lock` in CPipeSys), alone on its
+/// cache line. The engine's critical sections are a few dozen instructions and never block,
+/// so a contended lock spins briefly before parking; a pthread mutex parks at once, and on a
+/// 2-vCPU VM that made every contended small read or write pay a futex sleep and wake-up.
 final class PipeMutex: @unchecked Sendable {
-    let m: UnsafeMutablePointer<pthread_mutex_t>
+    private let word: UnsafeMutablePointer<UInt32>
 
     init() {
-        m = .allocate(capacity: 1)
-        m.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(m, nil)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+        word = raw.initializeMemory(as: UInt32.self, repeating: 0, count: 16)
     }
 
-    deinit {
-        pthread_mutex_destroy(m)
-        m.deallocate()
-    }
+    deinit { UnsafeMutableRawPointer(word).deallocate() }
 
-    @inline(__always) func lock() { pthread_mutex_lock(m) }
-    @inline(__always) func unlock() { pthread_mutex_unlock(m) }
+    @inline(__always) func lock() { pb_lock(word) }
+    @inline(__always) func unlock() { pb_unlock(word) }
+
+    /// The lock itself, as a plain value: what the pipes hold, so that taking the pair's mutex
+    /// on the hot path costs no reference counting on an object both threads share.
+    var ref: MutexWord { MutexWord(word: word) }
+}
+
+/// A `PipeMutex`'s word, borrowed: valid while the owning `PipeMutex` lives.
+struct MutexWord {
+    let word: UnsafeMutablePointer<UInt32>
+    @inline(__always) func lock() { pb_lock(word) }
+    @inline(__always) func unlock() { pb_unlock(word) }
 }
 
 /// How a thread waits in `msleep`: spin on the channel for up to `maxSpinNanoseconds`
@@ -91,7 +101,7 @@ final class WaitChannel: Kickable, @unchecked Sendable {
     /// `msleep(chan, mtx, PRIBIO | (catch ? PCATCH : 0), wmesg, 0)`.
     /// Called with `mutex` held; returns with it held. Returns nil when woken (possibly
     /// spuriously), or EINTR / ERESTART when `interruptible` and the thread was interrupted.
-    func sleep(_ mutex: PipeMutex, interruptible: Bool, strategy: WaitStrategy) -> Errno? {
+    func sleep(_ mutex: MutexWord, interruptible: Bool, strategy: WaitStrategy) -> Errno? {
         let thread = EngineThread.current
         if interruptible, let error = thread.takeInterruption() { return error }
         let observed = generation

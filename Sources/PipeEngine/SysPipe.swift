@@ -301,7 +301,10 @@ final class PipeKernel: @unchecked Sendable {
 
     /// `pipe_read`.
     func pipe_read(_ fp: File, _ uio: inout UIO) -> Errno? {
-        let rpipe = fp.f_data
+        fp.withData { rpipe in pipe_read(fp, rpipe, &uio) }
+    }
+
+    private func pipe_read(_ fp: File, _ rpipe: Pipe, _ uio: inout UIO) -> Errno? {
         var error: Errno? = nil
         var nread = 0
         var size: Int
@@ -645,8 +648,10 @@ final class PipeKernel: @unchecked Sendable {
 
     /// `pipe_write`.
     func pipe_write(_ fp: File, _ uio: inout UIO) -> Errno? {
-        let rpipe = fp.f_data
-        let wpipe = rpipe.PIPE_PEER
+        fp.withData { rpipe in rpipe.withPeer { wpipe in pipe_write(fp, rpipe, wpipe, &uio) } }
+    }
+
+    private func pipe_write(_ fp: File, _ rpipe: Pipe, _ wpipe: Pipe, _ uio: inout UIO) -> Errno? {
         var error: Errno? = nil
 
         rpipe.PIPE_LOCK()
@@ -963,7 +968,7 @@ final class PipeKernel: @unchecked Sendable {
         pipeselwakeup(cpipe)
 
         // Disconnect from peer, if any.
-        let ppipe = cpipe.pipe_peer!
+        let ppipe = cpipe.pipe_peer
         if ppipe.pipe_present == .ACTIVE {
             ppipe.pipe_state.insert(.EOF)
             wakeup(ppipe)

@@ -53,6 +53,32 @@ int pb_futex_wait(uint32_t *word, uint32_t expected, const struct timespec *rela
 /// Wakes at most `count` sleepers on `word`; returns how many were woken.
 int pb_futex_wake(uint32_t *word, int count);
 
+// MARK: a spin-then-park mutex on one 32-bit word (0 free, 1 held, 2 held with sleepers)
+
+/// The contended half of `pb_lock`: spins while the holder is likely running (the engine's
+/// critical sections are a few dozen instructions), then parks on the word with a futex.
+void pb_lock_slow(uint32_t *word);
+/// Takes the lock: one compare-and-swap when it is free.
+static inline void pb_lock(uint32_t *word) {
+    uint32_t expected = 0;
+    if (__builtin_expect(__atomic_compare_exchange_n(word, &expected, 1, false,
+                                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 1)) {
+        return;
+    }
+    pb_lock_slow(word);
+}
+/// Gives the lock back; wakes one parked thread if any is there.
+static inline void pb_unlock(uint32_t *word) {
+    if (__builtin_expect(__atomic_exchange_n(word, 0, __ATOMIC_RELEASE) == 2, 0)) {
+        pb_futex_wake(word, 1);
+    }
+}
+/// Takes the lock if it is free; true when taken.
+static inline bool pb_trylock(uint32_t *word) {
+    uint32_t expected = 0;
+    return __atomic_compare_exchange_n(word, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
 // MARK: memory
 
 enum {
