@@ -28,7 +28,8 @@ int pb_futex_wake(uint32_t *word, int count) {
 void pb_lock_slow(uint32_t *word) {
     // Spin first: a holder on another CPU leaves within a few hundred nanoseconds; parking
     // would cost two system calls and a cross-CPU wake-up (~20 us on a VM).
-    for (int i = 0; i < 4000; i++) {
+    unsigned backoff = 1;
+    for (int i = 0; i < 4000; i += backoff) {
         uint32_t seen = __atomic_load_n(word, __ATOMIC_RELAXED);
         if (seen == 0) {
             uint32_t expected = 0;
@@ -39,7 +40,9 @@ void pb_lock_slow(uint32_t *word) {
         } else if (seen == 2) {
             break;  // others are parked already: queue behind them
         }
-        pb_cpu_relax();
+        // Back off between looks: every look pulls the line away from the holder.
+        for (unsigned k = 0; k < backoff; k++) pb_cpu_relax();
+        if (backoff < 16) backoff <<= 1;
     }
     // Drepper's "futexes are tricky" mutex, third version: mark contended, park until free.
     while (__atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE) != 0) {

@@ -9,8 +9,9 @@ import Glibc
 // Locking rules (the seed's, restated for this model):
 //  - One `PipeMutex` per pair (`pp_mtx`, reached as `PIPE_MTX(pipe)`) guards every field of
 //    both `Pipe`s of the pair, except where noted. It is held only for short sections and is
-//    never held across a copy of user data (`uiomove`), an arena call (`pipespace_new`,
-//    `pipe_free_kmem`), a page hold, or a sleep.
+//    never held across an arena call (`pipespace_new`, `pipe_free_kmem`), a page hold, a
+//    sleep, or a copy of user data (`uiomove`) larger than a page (`uiomove_unlocked`: the
+//    seed drops it around every copy, which in user space never sleeps; see SysPipe.swift).
 //  - The real lock for I/O is the `PIPE_LOCKFL` flag, taken with `pipelock` and given back
 //    with `pipeunlock` under the mutex. A reader holds its pipe's flag while it copies out; a
 //    writer holds the flag of the pipe it writes into. So, per direction, only one thread
@@ -23,8 +24,12 @@ import Glibc
 //  - `pipe_busy` counts threads inside `pipe_read`/`pipe_write` on the pipe; `pipeclose` sets
 //    `PIPE_EOF | PIPE_WANT` and sleeps until it drops to 0, so close never frees a buffer a
 //    reader or writer is still using.
-//  - The descriptor table has its own mutex and is never taken with a pipe mutex held. The KVA
-//    arena has its own mutex, taken with no pipe mutex held.
+//  - The descriptor table has its own mutex, plus a lock word per descriptor for `fget`
+//    (see `DescriptorTable`); neither is taken with a pipe mutex held. The KVA arena has its
+//    own mutex, taken with no pipe mutex held.
+//  - Hot paths borrow `Pipe`s (`File.withData`, `Pipe.withPeer`) instead of retaining them:
+//    the pair owns both ends and every `File` owns the pair, so a borrowed end outlives the
+//    system call that uses it.
 
 /// `struct pipebuf`: the circular buffer.
 struct PipeBuf {
@@ -150,13 +155,15 @@ class FileObject: @unchecked Sendable {
 
     init(flags: FileFlags, cred: Credential) {
         f_cred = cred
-        words = .allocate(capacity: 2)
-        words.initialize(repeating: 0, count: 2)
+        // A cache line of its own: the two ends of a pipe are made together, and their
+        // reference counts, bumped by every call, must not share a line between two threads.
+        words = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+            .initializeMemory(as: UInt32.self, repeating: 0, count: 16)
         words[0] = flags.rawValue
         words[1] = 1
     }
 
-    deinit { words.deallocate() }
+    deinit { UnsafeMutableRawPointer(words).deallocate() }
 
     @inline(__always) final var f_flag: FileFlags { FileFlags(rawValue: pb_load_relaxed_u32(words)) }
 

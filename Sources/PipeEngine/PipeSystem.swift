@@ -499,17 +499,56 @@ public enum SignalTarget: Sendable, Hashable {
 }
 
 /// The descriptor table (`struct filedesc`): lowest free descriptor first, up to `limit`.
+///
+/// Locking: `mutex` serialises allocation and removal and guards `lowestFree`, `openCount`,
+/// `credential` and `umask`. Each slot has a lock word of its own, taken only for the few
+/// instructions that read or change its file pointer, so `fget` — every read and write —
+/// touches its own descriptor's cache line and never a lock that other descriptors share
+/// (FreeBSD's `fget_unlocked` reads the table without the filedesc lock for the same reason).
+/// A slot is written only with both `mutex` and its own lock held; so under `mutex` alone a
+/// slot may be read. Slots live in chunks that are never moved or freed before the table is.
 final class DescriptorTable: @unchecked Sendable {
+    /// One descriptor: its lock word, FD_CLOEXEC, and the table's reference to the file.
+    struct Slot {
+        var lock: UInt32 = 0
+        var cloexec = false
+        var file: Unmanaged<FileObject>? = nil
+    }
+
+    /// Slots per chunk. Within a chunk, consecutive descriptors are 16 slots (256 bytes)
+    /// apart, so the two ends of a pipe (fd n and n+1) never share a cache line.
+    private static let chunkShift = 6
+    private static let chunkSlots = 1 << chunkShift
+
     private let mutex = PipeMutex()
-    private var files: [FileObject?] = []
-    private var closeOnExec: [Bool] = []
+    /// The chunk directory: `limit / chunkSlots` pointers, each nil until first used,
+    /// published with a release store and read with an acquire load.
+    private let chunks: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    private let chunkCount: Int
     private var lowestFree = 0
-    private(set) var count = 0
+    private var openCount = 0
     let limit: Int
     var credential = Credential.process
     var umask: UInt32 = 0o022
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int) {
+        self.limit = limit
+        chunkCount = (limit + DescriptorTable.chunkSlots - 1) >> DescriptorTable.chunkShift
+        chunks = .allocate(capacity: chunkCount)
+        chunks.initialize(repeating: nil, count: chunkCount)
+    }
+
+    deinit {
+        for c in 0..<chunkCount {
+            guard let chunk = chunks[c] else { continue }
+            chunk.assumingMemoryBound(to: Slot.self).deinitialize(count: DescriptorTable.chunkSlots)
+            chunk.deallocate()
+        }
+        chunks.deallocate()
+    }
+
+    /// Open descriptors.
+    var count: Int { withLock { openCount } }
 
     func withLock<T>(_ body: () -> T) -> T {
         mutex.lock()
@@ -517,33 +556,56 @@ final class DescriptorTable: @unchecked Sendable {
         return body()
     }
 
+    /// The slot of descriptor `i` (0 <= i < limit), or nil when its chunk was never used.
+    @inline(__always)
+    private func slot(_ i: Int) -> UnsafeMutablePointer<Slot>? {
+        let raw = pb_acquire_load_ptr(chunks + (i >> DescriptorTable.chunkShift))
+        guard let raw else { return nil }
+        let j = i & (DescriptorTable.chunkSlots - 1)
+        return raw.assumingMemoryBound(to: Slot.self) + ((j & 3) << 4 | j >> 2)
+    }
+
+    /// The slot of descriptor `i`, its chunk made if needed. Called with `mutex` held.
+    private func makeSlot(_ i: Int) -> UnsafeMutablePointer<Slot> {
+        if let existing = slot(i) { return existing }
+        let raw = UnsafeMutableRawPointer.allocate(
+            byteCount: DescriptorTable.chunkSlots * MemoryLayout<Slot>.stride, alignment: 64)
+        raw.bindMemory(to: Slot.self, capacity: DescriptorTable.chunkSlots)
+            .initialize(repeating: Slot(), count: DescriptorTable.chunkSlots)
+        pb_release_store_ptr(chunks + (i >> DescriptorTable.chunkShift), raw)
+        return slot(i)!
+    }
+
     /// `falloc_caps` + `finit`: the lowest free descriptor, or nil (EMFILE).
     func falloc(_ file: FileObject, cloexec: Bool) -> Int32? {
         mutex.lock()
         defer { mutex.unlock() }
         var fd = lowestFree
-        while fd < files.count && files[fd] != nil { fd += 1 }
+        while fd < limit, let s = slot(fd), s.pointee.file != nil { fd += 1 }
         guard fd < limit else { return nil }
-        if fd == files.count {
-            files.append(file)
-            closeOnExec.append(cloexec)
-        } else {
-            files[fd] = file
-            closeOnExec[fd] = cloexec
-        }
+        let s = makeSlot(fd)
+        pb_lock(&s.pointee.lock)
+        s.pointee.file = Unmanaged.passRetained(file)
+        s.pointee.cloexec = cloexec
+        pb_unlock(&s.pointee.lock)
         lowestFree = fd + 1
-        count += 1
+        openCount += 1
         return Int32(fd)
     }
 
     /// `fget`: the file behind `fd` with a reference held, or nil (EBADF).
     @inline(__always)
     func fget(_ fd: Int32) -> FileObject? {
-        mutex.lock()
-        defer { mutex.unlock() }
         let i = Int(fd)
-        guard i >= 0, i < files.count, let file = files[i] else { return nil }
+        guard i >= 0, i < limit, let s = slot(i) else { return nil }
+        pb_lock(&s.pointee.lock)
+        guard let ref = s.pointee.file else {
+            pb_unlock(&s.pointee.lock)
+            return nil
+        }
+        let file = ref.takeUnretainedValue()
         file.hold()
+        pb_unlock(&s.pointee.lock)
         return file
     }
 
@@ -553,21 +615,34 @@ final class DescriptorTable: @unchecked Sendable {
         mutex.lock()
         defer { mutex.unlock() }
         let i = Int(fd)
-        guard i >= 0, i < files.count, let file = files[i] else { return nil }
-        if let expected, file !== expected { return nil }
-        files[i] = nil
-        count -= 1
+        guard i >= 0, i < limit, let s = slot(i), let ref = s.pointee.file else { return nil }
+        if let expected, ref.toOpaque() != Unmanaged.passUnretained(expected).toOpaque() {
+            return nil
+        }
+        pb_lock(&s.pointee.lock)
+        s.pointee.file = nil
+        s.pointee.cloexec = false
+        pb_unlock(&s.pointee.lock)
+        openCount -= 1
         if i < lowestFree { lowestFree = i }
-        return file
+        return ref.takeRetainedValue()
     }
 
     func removeAll() -> [FileObject] {
         mutex.lock()
         defer { mutex.unlock() }
-        let all = files.compactMap { $0 }
-        files.removeAll()
-        closeOnExec.removeAll()
-        count = 0
+        var all: [FileObject] = []
+        for c in 0..<chunkCount where chunks[c] != nil {
+            for j in 0..<DescriptorTable.chunkSlots {
+                let s = slot(c << DescriptorTable.chunkShift | j)!
+                guard let ref = s.pointee.file else { continue }
+                pb_lock(&s.pointee.lock)
+                s.pointee.file = nil
+                pb_unlock(&s.pointee.lock)
+                all.append(ref.takeRetainedValue())
+            }
+        }
+        openCount = 0
         lowestFree = 0
         return all
     }
@@ -575,12 +650,16 @@ final class DescriptorTable: @unchecked Sendable {
     func cloexec(_ fd: Int32) -> Bool {
         mutex.lock()
         defer { mutex.unlock() }
-        return Int(fd) < closeOnExec.count && closeOnExec[Int(fd)]
+        let i = Int(fd)
+        guard i >= 0, i < limit, let s = slot(i) else { return false }
+        return s.pointee.cloexec
     }
 
     func setCloexec(_ fd: Int32, _ on: Bool) {
         mutex.lock()
         defer { mutex.unlock() }
-        if Int(fd) < closeOnExec.count { closeOnExec[Int(fd)] = on }
+        let i = Int(fd)
+        guard i >= 0, i < limit, let s = slot(i), s.pointee.file != nil else { return }
+        s.pointee.cloexec = on
     }
 }

@@ -61,6 +61,11 @@ extension PipeSystem {
                   description: "Writer pages held right now", defaultValue: nil),
             .init(name: "engine.resizes", access: .readOnly,
                   description: "Buffer reallocations (growth and shrink)", defaultValue: nil),
+            .init(name: "engine.arena_cache", access: .tunable,
+                  description: "Freed buffer bytes kept read-write for reuse (0: none)",
+                  defaultValue: d.arenaCacheBytes),
+            .init(name: "engine.arena_cached", access: .readOnly,
+                  description: "Freed buffer bytes kept read-write right now", defaultValue: nil),
         ]
     }
 
@@ -88,6 +93,8 @@ extension PipeSystem {
         case "engine.hold_fallbacks": return k.holdFallbacks.load()
         case "engine.held_pages": return k.heldPages.load()
         case "engine.resizes": return k.resizes.load()
+        case "engine.arena_cache": return k.arena.cacheBytes
+        case "engine.arena_cached": return k.arena.cached
         default: throw .noSuchEntry
         }
     }

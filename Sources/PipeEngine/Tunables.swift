@@ -42,6 +42,11 @@ public struct PipeConfiguration: Sendable, Hashable {
     public var wait: WaitStrategy
     /// The descriptor table's size (`RLIMIT_NOFILE`): `pipe2` beyond it is EMFILE.
     public var maxDescriptors: Int
+    /// Bytes of freed buffers the KVA arena keeps read-write and resident, so that the next
+    /// buffer placed on those pages needs no `mprotect`; past it, every such page goes back
+    /// to the kernel at once. 0 gives each buffer's pages back as it is freed (the kernel's
+    /// behaviour). Accounting (`kern.ipc.pipekva`) and placement are the same either way.
+    public var arenaCacheBytes: Int
 
     /// FreeBSD's defaults; `maxpipekva` autotuned to physical memory / 64, at least 512 KiB.
     public init() {
@@ -54,6 +59,7 @@ public struct PipeConfiguration: Sendable, Hashable {
         hold = .populate
         wait = .spin
         maxDescriptors = 1 << 20
+        arenaCacheBytes = 1 << 20
     }
 
     /// `maxpipekva = physmem / 64`, clamped to at least 512 KiB (`pipeinit` / `kmeminit`).
@@ -94,6 +100,10 @@ public struct PipeConfiguration: Sendable, Hashable {
                 "pipe_mindirect = \(pipeMindirect) must be greater than PIPE_BUF (\(PIPE_BUF)), "
                 + "or small writes would lose their atomicity")
         }
+        guard arenaCacheBytes >= 0 else {
+            throw PipeEngineError(.invalidArgument,
+                "arenaCacheBytes = \(arenaCacheBytes) must be 0 (no cache) or more")
+        }
         guard maxDescriptors > 1 else {
             throw PipeEngineError(.invalidArgument, "maxDescriptors must be at least 2")
         }
@@ -110,10 +120,13 @@ public struct PipeConfiguration: Sendable, Hashable {
 struct AtomicWord: ~Copyable {
     let pointer: UnsafeMutablePointer<Int64>
     init(_ value: Int) {
-        pointer = .allocate(capacity: 1)
-        pointer.initialize(to: Int64(value))
+        // A cache line each: counters the writer bumps on every direct write must not share
+        // a line with the tunables both threads read on every call.
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+            .initializeMemory(as: Int64.self, repeating: 0, count: 8)
+        pointer.pointee = Int64(value)
     }
-    deinit { pointer.deallocate() }
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
     @inline(__always) func load() -> Int { Int(pb_load_relaxed_i64(pointer)) }
     @inline(__always) func store(_ value: Int) { pb_store_i64(pointer, Int64(value)) }
     @inline(__always) func add(_ delta: Int) { _ = pb_fetch_add_i64(pointer, Int64(delta)) }

@@ -164,9 +164,12 @@ struct KVATests {
         #expect(sys.openDescriptors == 0)
     }
 
-    /// Freed buffers go back to PROT_NONE: the arena's memory is really released.
+    /// Without the page cache, freed buffers go back to PROT_NONE at once: the arena's memory
+    /// is really released.
     @Test func freedBuffersAreReturnedToTheKernel() throws {
-        let sys = try quietSystem(smallKVAConfiguration())
+        var config = smallKVAConfiguration()
+        config.arenaCacheBytes = 0
+        let sys = try quietSystem(config)
         let (r, w) = try sys.pipe2()
         _ = try sys.write(w, pattern(0..<1000))
         try sys.close(r); try sys.close(w)
@@ -175,5 +178,45 @@ struct KVATests {
         var vec = [UInt8](repeating: 1, count: 16)
         #expect(mincore(base, 64 * 1024, &vec) == 0)
         #expect(vec.allSatisfy { $0 & 1 == 0 })
+        #expect(try sys.sysctl("engine.arena_cached") == 0)
+    }
+
+    /// With the page cache, freed pages stay resident up to its size and are reused in place;
+    /// past it, every cached page goes back. Placement and accounting do not change.
+    @Test func arenaPageCacheKeepsFreedPagesUpToItsSize() throws {
+        var config = smallKVAConfiguration(256 * 1024)
+        config.arenaCacheBytes = 32 * 1024
+        let sys = try quietSystem(config)
+        let base = sys.kernel.arena.base
+        func resident() -> Int {
+            var vec = [UInt8](repeating: 0, count: 64)
+            #expect(mincore(base, 256 * 1024, &vec) == 0)
+            return vec.filter { $0 & 1 != 0 }.count
+        }
+        // 16 KiB + 4 KiB at the bottom of the arena; non-blocking, so that the writes fill
+        // the buffers (a blocking 16 KiB write would take the direct path).
+        let (r, w) = try sys.pipe2(O_NONBLOCK)
+        _ = try sys.write(w, pattern(0..<16384))
+        _ = try sys.write(r, pattern(0..<4096))
+        let extentsOpen = sys.arenaFreeExtents.map(\.offset)
+        try sys.close(r); try sys.close(w)
+        #expect(try sys.sysctl("engine.arena_cached") == 20 * 1024)
+        #expect(resident() == 5)
+        #expect(sys.pipekva == 0 && sys.arenaFreeExtents.count == 1)
+        // The next pair lands on the same pages (first fit), which are still writable.
+        let (r2, w2) = try sys.pipe2()
+        #expect(sys.arenaFreeExtents.map(\.offset) == extentsOpen)
+        #expect(try sys.sysctl("engine.arena_cached") == 0)
+        _ = try sys.write(w2, pattern(0..<100))
+        #expect(try sys.read(r2, count: 100) == pattern(0..<100))
+        // A second pair: its 16 KiB buffer freed on top of 20 KiB cached is over the 32 KiB
+        // cache, so all 36 KiB go back; then its 4 KiB reverse buffer is cached.
+        let (r3, w3) = try sys.pipe2()
+        try sys.close(r2); try sys.close(w2)
+        #expect(try sys.sysctl("engine.arena_cached") == 20 * 1024)
+        try sys.close(r3); try sys.close(w3)
+        #expect(try sys.sysctl("engine.arena_cached") == 4 * 1024)
+        #expect(resident() == 0)   // that 4 KiB buffer was never written
+        #expect(sys.pipekva == 0 && sys.arenaFreeExtents.count == 1)
     }
 }

@@ -197,11 +197,13 @@ struct StressTests {
         if pb_malloc_counting_available() {
             #expect(heapGrowth < 64 * 1024, "the heap grew by \(heapGrowth) bytes over \(count) pipes")
         }
-        // The arena's pages went back to the kernel: none of them is resident.
+        // The arena's pages went back to the kernel, but for the page cache's few.
         let arena = sys.arenaRange
         var resident = [UInt8](repeating: 0, count: arena.count / PAGE_SIZE)
         #expect(mincore(arena.baseAddress, arena.count, &resident) == 0)
-        #expect(resident.allSatisfy { $0 & 1 == 0 })
+        let residentPages = resident.filter { $0 & 1 != 0 }.count
+        let cached = try sys.sysctl("engine.arena_cached")
+        #expect(residentPages * PAGE_SIZE <= cached && cached <= sys.configuration.arenaCacheBytes)
         print("soak: \(count) pipes created and destroyed, heap growth \(heapGrowth) B on this thread, "
               + "process resident \(before) -> \(after) KiB")
     }

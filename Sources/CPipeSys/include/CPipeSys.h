@@ -33,6 +33,9 @@ static inline bool pb_cas_i64(int64_t *p, int64_t *expected, int64_t desired) {
 static inline void pb_release_store_i64(int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline int64_t pb_acquire_load_i64(const int64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 
+static inline void *pb_acquire_load_ptr(void *const *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void pb_release_store_ptr(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
 /// One iteration of a spin-wait loop (`pause` on x86).
 static inline void pb_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
