@@ -106,6 +106,17 @@ let benchmarks: @Sendable () -> Void = {
         makeSystem()
     }
 
+    // The kernel's pipe() + two closes: the yardstick for pipe2+close-x2 (issue 7 wants the
+    // engine at or under it), measured in the same run.
+    Benchmark("kernel-pipe+close-x2") { benchmark in
+        var fds: [Int32] = [0, 0]
+        for _ in benchmark.scaledIterations {
+            guard Glibc.pipe(&fds) == 0 else { fatalError("pipe: errno \(errno)") }
+            Glibc.close(fds[0])
+            Glibc.close(fds[1])
+        }
+    }
+
     // The direct path against the buffered path, same run.
     transferBenchmark("transfer-64KiB-writes-direct", chunk: 64 << 10, perIteration: 1 << 20, direct: true)
     transferBenchmark("transfer-64KiB-writes-buffered", chunk: 64 << 10, perIteration: 1 << 20, direct: false)
