@@ -60,7 +60,7 @@ final class KqueueFile: FileObject, @unchecked Sendable {
     let kq: Kqueue
     init(kq: Kqueue, cred: Credential) {
         self.kq = kq
-        super.init(flags: [.FREAD, .FWRITE], cred: cred)
+        super.init(type: .DTYPE_KQUEUE, flags: [.FREAD, .FWRITE], cred: cred)
     }
 }
 

@@ -145,15 +145,20 @@ public struct Credential: Sendable, Hashable {
     public static var process: Credential { Credential(uid: getuid(), gid: getgid()) }
 }
 
+/// `f_type`: what a descriptor refers to.
+enum DescriptorType { case DTYPE_PIPE, DTYPE_FIFO, DTYPE_KQUEUE }
+
 /// `struct file`: what every descriptor has — its flags, its credential, its references.
 class FileObject: @unchecked Sendable {
     let f_cred: Credential
+    final let f_type: DescriptorType
     /// [0] `f_flag` (FREAD, FWRITE, FNONBLOCK, FASYNC), changed by fcntl/ioctl while other
     /// threads read it, so an atomic word; [1] references: one for the descriptor table entry,
     /// one per system call in progress (`fget` / `fdrop`). `fo_close` runs when the last goes.
     private let words: UnsafeMutablePointer<UInt32>
 
-    init(flags: FileFlags, cred: Credential) {
+    init(type: DescriptorType, flags: FileFlags, cred: Credential) {
+        f_type = type
         f_cred = cred
         // A cache line of its own: the two ends of a pipe are made together, and their
         // reference counts, bumped by every call, must not share a line between two threads.
@@ -195,7 +200,7 @@ final class File: FileObject, @unchecked Sendable {
         isForwardEnd = forward
         f_data_ref = Unmanaged.passUnretained(forward ? pair.pp_rpipe : pair.pp_wpipe)
         self.vnode = vnode
-        super.init(flags: flags, cred: cred)
+        super.init(type: vnode == nil ? .DTYPE_PIPE : .DTYPE_FIFO, flags: flags, cred: cred)
     }
 
     @inline(__always) var f_data: Pipe { isForwardEnd ? pair.pp_rpipe : pair.pp_wpipe }

@@ -62,9 +62,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
 
     deinit {
         // Close what the user left open, so the arena is empty before it is unmapped.
-        for file in table.removeAll() where file.drop() {
-            fo_close(file)
-        }
+        for file in table.removeAll() { fdrop(file) }
     }
 
     /// The configuration this instance was made with.
@@ -189,12 +187,24 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     /// `dofileread`: fget, fo_read, the generic layer's short-count rules, fdrop.
     private func dofileread(_ fd: Int32, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
                             _ cnt: Int) throws(Errno) -> Int {
-        let fp = try fgetPipe(fd, onKqueue: .noSuchDevice)   // kqueue_read: ENXIO
-        defer { fdrop(fp) }
-        guard fp.f_flag.contains(.FREAD) else { throw .badFileDescriptor }
+        guard let ref = table.fgetRef(fd) else { throw .badFileDescriptor }
+        defer { fdrop(ref) }
+        return try ref._withUnsafeGuaranteedRef { (fo) -> Result<Int, Errno> in
+            // kqueue_read: ENXIO. (A checked downcast would retain the file.)
+            guard fo.f_type != .DTYPE_KQUEUE else { return .failure(.noSuchDevice) }
+            return EngineThread.currentRef._withUnsafeGuaranteedRef { thread in
+                fo_read(unsafeDowncast(fo, to: File.self), thread, iov, iovcnt, cnt)
+            }
+        }.get()
+    }
+
+    /// `fo_read` and the generic layer's rules around it, on a held file.
+    @inline(__always)
+    private func fo_read(_ fp: File, _ thread: EngineThread, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
+                         _ cnt: Int) -> Result<Int, Errno> {
+        guard fp.f_flag.contains(.FREAD) else { return .failure(.badFileDescriptor) }
         // A 0-byte read returns 0 without entering the pipe.
-        if cnt == 0 { return 0 }
-        let thread = EngineThread.current
+        if cnt == 0 { return .success(0) }
         while true {
             var uio = UIO(uio_iov: iov, uio_iovcnt: iovcnt, uio_resid: cnt, uio_rw: .UIO_READ)
             let error = kernel.pipe_read(fp, &uio)
@@ -202,24 +212,36 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
             if let error {
                 if moved != 0 && (error == .restart || error == .interrupted || error == .wouldBlock) {
                     thread.discardInterruption()
-                    return moved
+                    return .success(moved)
                 }
                 if error == .restart { continue }  // SA_RESTART: the call starts again
                 thread.discardInterruption()
-                throw error
+                return .failure(error)
             }
             if thread.isInterruptPending { thread.discardInterruption() }
-            return moved
+            return .success(moved)
         }
     }
 
     /// `dofilewrite`: as `dofileread`, plus SIGPIPE on EPIPE.
     private func dofilewrite(_ fd: Int32, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
                              _ cnt: Int) throws(Errno) -> Int {
-        let fp = try fgetPipe(fd, onKqueue: .noSuchDevice)   // kqueue_write: ENXIO
-        defer { fdrop(fp) }
-        guard fp.f_flag.contains(.FWRITE) else { throw .badFileDescriptor }
-        let thread = EngineThread.current
+        guard let ref = table.fgetRef(fd) else { throw .badFileDescriptor }
+        defer { fdrop(ref) }
+        return try ref._withUnsafeGuaranteedRef { (fo) -> Result<Int, Errno> in
+            // kqueue_write: ENXIO. (A checked downcast would retain the file.)
+            guard fo.f_type != .DTYPE_KQUEUE else { return .failure(.noSuchDevice) }
+            return EngineThread.currentRef._withUnsafeGuaranteedRef { thread in
+                fo_write(unsafeDowncast(fo, to: File.self), thread, iov, iovcnt, cnt)
+            }
+        }.get()
+    }
+
+    /// `fo_write` and the generic layer's rules around it (SIGPIPE on EPIPE), on a held file.
+    @inline(__always)
+    private func fo_write(_ fp: File, _ thread: EngineThread, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
+                          _ cnt: Int) -> Result<Int, Errno> {
+        guard fp.f_flag.contains(.FWRITE) else { return .failure(.badFileDescriptor) }
         while true {
             var uio = UIO(uio_iov: iov, uio_iovcnt: iovcnt, uio_resid: cnt, uio_rw: .UIO_WRITE)
             let error = kernel.pipe_write(fp, &uio)
@@ -227,21 +249,33 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
             if let error {
                 if moved != 0 && (error == .restart || error == .interrupted || error == .wouldBlock) {
                     thread.discardInterruption()
-                    return moved
+                    return .success(moved)
                 }
                 if error == .restart { continue }
                 if error == .brokenPipe { deliver(.SIGPIPE, to: thread) }
                 thread.discardInterruption()
-                throw error
+                return .failure(error)
             }
             if thread.isInterruptPending { thread.discardInterruption() }
-            return moved
+            return .success(moved)
         }
     }
 
-    /// `fdrop`: the last reference runs `fo_close`.
+    /// `fdrop`: the last reference runs `fo_close`, then gives back the Swift reference the
+    /// table took in `falloc` (see `DescriptorTable.fgetRef`).
     @inline(__always) func fdrop(_ fp: FileObject) {
-        if fp.drop() { fo_close(fp) }
+        if fp.drop() {
+            fo_close(fp)
+            Unmanaged.passUnretained(fp).release()
+        }
+    }
+
+    /// `fdrop` for a reference from `fgetRef`.
+    @inline(__always) func fdrop(_ ref: Unmanaged<FileObject>) {
+        if ref._withUnsafeGuaranteedRef({ $0.drop() }) {
+            fo_close(ref.takeUnretainedValue())
+            ref.release()
+        }
     }
 
     /// `fo_close`: `pipe_close` (or `fifo_close`) for a pipe, `kqueue_close` for a kqueue.
@@ -594,8 +628,13 @@ final class DescriptorTable: @unchecked Sendable {
     }
 
     /// `fget`: the file behind `fd` with a reference held, or nil (EBADF).
+    func fget(_ fd: Int32) -> FileObject? { fgetRef(fd)?.takeUnretainedValue() }
+
+    /// `fget` for the hot paths: the file with a reference held, and no Swift retain — the
+    /// Swift reference the table took in `falloc` belongs to the file's own count and is
+    /// released by the `fdrop` that ends it, so the file outlives every holder of a reference.
     @inline(__always)
-    func fget(_ fd: Int32) -> FileObject? {
+    func fgetRef(_ fd: Int32) -> Unmanaged<FileObject>? {
         let i = Int(fd)
         guard i >= 0, i < limit, let s = slot(i) else { return nil }
         pb_lock(&s.pointee.lock)
@@ -603,14 +642,13 @@ final class DescriptorTable: @unchecked Sendable {
             pb_unlock(&s.pointee.lock)
             return nil
         }
-        let file = ref.takeUnretainedValue()
-        file.hold()
+        ref._withUnsafeGuaranteedRef { $0.hold() }
         pb_unlock(&s.pointee.lock)
-        return file
+        return ref
     }
 
     /// `fdclose`: removes the entry (only if it still holds `expected`, when given); the
-    /// caller drops the table's reference.
+    /// caller drops the table's reference (`fdrop`).
     func remove(_ fd: Int32, ifStill expected: FileObject? = nil) -> FileObject? {
         mutex.lock()
         defer { mutex.unlock() }
@@ -625,7 +663,7 @@ final class DescriptorTable: @unchecked Sendable {
         pb_unlock(&s.pointee.lock)
         openCount -= 1
         if i < lowestFree { lowestFree = i }
-        return ref.takeRetainedValue()
+        return ref.takeUnretainedValue()
     }
 
     func removeAll() -> [FileObject] {
@@ -639,7 +677,7 @@ final class DescriptorTable: @unchecked Sendable {
                 pb_lock(&s.pointee.lock)
                 s.pointee.file = nil
                 pb_unlock(&s.pointee.lock)
-                all.append(ref.takeRetainedValue())
+                all.append(ref.takeUnretainedValue())
             }
         }
         openCount = 0

@@ -191,13 +191,16 @@ public final class EngineThread: @unchecked Sendable {
     }()
 
     /// The calling thread's record.
-    public static var current: EngineThread {
+    public static var current: EngineThread { currentRef.takeUnretainedValue() }
+
+    /// The calling thread's record, unretained: the thread-specific slot owns it until the
+    /// thread exits, so the hot paths borrow it (`_withUnsafeGuaranteedRef`).
+    @inline(__always)
+    static var currentRef: Unmanaged<EngineThread> {
         let key = EngineThread.key
-        if let raw = pthread_getspecific(key) {
-            return Unmanaged<EngineThread>.fromOpaque(raw).takeUnretainedValue()
-        }
-        let thread = EngineThread()
-        pthread_setspecific(key, Unmanaged.passRetained(thread).toOpaque())
+        if let raw = pthread_getspecific(key) { return Unmanaged.fromOpaque(raw) }
+        let thread = Unmanaged.passRetained(EngineThread())
+        pthread_setspecific(key, thread.toOpaque())
         return thread
     }
 
