@@ -184,18 +184,29 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         }
     }
 
-    /// `dofileread`: fget, fo_read, the generic layer's short-count rules, fdrop.
-    private func dofileread(_ fd: Int32, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
-                            _ cnt: Int) throws(Errno) -> Int {
+    /// `fget`, then `body` with the file and the calling thread, then `fdrop`: EBADF for a
+    /// closed descriptor, `onKqueue` for a kqueue. Nothing is retained: the file's own
+    /// reference keeps it alive, the thread's slot keeps its record (a checked downcast would
+    /// retain the file, so the type is read from `f_type`).
+    @inline(__always)
+    private func withPipeFile(_ fd: Int32, onKqueue: Errno,
+                              _ body: (File, EngineThread) -> Result<Int, Errno>) throws(Errno) -> Int {
         guard let ref = table.fgetRef(fd) else { throw .badFileDescriptor }
         defer { fdrop(ref) }
         return try ref._withUnsafeGuaranteedRef { (fo) -> Result<Int, Errno> in
-            // kqueue_read: ENXIO. (A checked downcast would retain the file.)
-            guard fo.f_type != .DTYPE_KQUEUE else { return .failure(.noSuchDevice) }
+            guard fo.f_type != .DTYPE_KQUEUE else { return .failure(onKqueue) }
             return EngineThread.currentRef._withUnsafeGuaranteedRef { thread in
-                fo_read(unsafeDowncast(fo, to: File.self), thread, iov, iovcnt, cnt)
+                body(unsafeDowncast(fo, to: File.self), thread)
             }
         }.get()
+    }
+
+    /// `dofileread`: fget, fo_read, the generic layer's short-count rules, fdrop.
+    private func dofileread(_ fd: Int32, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
+                            _ cnt: Int) throws(Errno) -> Int {
+        try withPipeFile(fd, onKqueue: .noSuchDevice) { fp, thread in   // kqueue_read: ENXIO
+            fo_read(fp, thread, iov, iovcnt, cnt)
+        }
     }
 
     /// `fo_read` and the generic layer's rules around it, on a held file.
@@ -226,15 +237,9 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     /// `dofilewrite`: as `dofileread`, plus SIGPIPE on EPIPE.
     private func dofilewrite(_ fd: Int32, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
                              _ cnt: Int) throws(Errno) -> Int {
-        guard let ref = table.fgetRef(fd) else { throw .badFileDescriptor }
-        defer { fdrop(ref) }
-        return try ref._withUnsafeGuaranteedRef { (fo) -> Result<Int, Errno> in
-            // kqueue_write: ENXIO. (A checked downcast would retain the file.)
-            guard fo.f_type != .DTYPE_KQUEUE else { return .failure(.noSuchDevice) }
-            return EngineThread.currentRef._withUnsafeGuaranteedRef { thread in
-                fo_write(unsafeDowncast(fo, to: File.self), thread, iov, iovcnt, cnt)
-            }
-        }.get()
+        try withPipeFile(fd, onKqueue: .noSuchDevice) { fp, thread in   // kqueue_write: ENXIO
+            fo_write(fp, thread, iov, iovcnt, cnt)
+        }
     }
 
     /// `fo_write` and the generic layer's rules around it (SIGPIPE on EPIPE), on a held file.
