@@ -24,9 +24,10 @@ import Glibc
 //  - `pipe_busy` counts threads inside `pipe_read`/`pipe_write` on the pipe; `pipeclose` sets
 //    `PIPE_EOF | PIPE_WANT` and sleeps until it drops to 0, so close never frees a buffer a
 //    reader or writer is still using.
-//  - The descriptor table has its own mutex, plus a lock word per descriptor for `fget`
-//    (see `DescriptorTable`); neither is taken with a pipe mutex held. The KVA arena has its
-//    own mutex, taken with no pipe mutex held.
+//  - The descriptor table has its own mutex, never taken with a pipe mutex held; `fget`
+//    takes no lock (`fget_unlocked`: a sequence counter per descriptor and counts in
+//    type-stable memory; see `DescriptorTable`). The KVA arena has its own mutex, taken with
+//    no pipe mutex held.
 //  - Hot paths borrow `Pipe`s (`File.withData`, `Pipe.withPeer`) instead of retaining them:
 //    the pair owns both ends and every `File` owns the pair, so a borrowed end outlives the
 //    system call that uses it.
@@ -152,23 +153,24 @@ enum DescriptorType { case DTYPE_PIPE, DTYPE_FIFO, DTYPE_KQUEUE }
 class FileObject: @unchecked Sendable {
     let f_cred: Credential
     final let f_type: DescriptorType
-    /// [0] `f_flag` (FREAD, FWRITE, FNONBLOCK, FASYNC), changed by fcntl/ioctl while other
-    /// threads read it, so an atomic word; [1] references: one for the descriptor table entry,
-    /// one per system call in progress (`fget` / `fdrop`). `fo_close` runs when the last goes.
-    private let words: UnsafeMutablePointer<UInt32>
+    /// The file's words, in type-stable memory (`FileWords`): [0] `f_flag` (FREAD, FWRITE,
+    /// FNONBLOCK, FASYNC), changed by fcntl/ioctl while other threads read it; [1] `f_count`:
+    /// one reference for the descriptor table entry, one per system call in progress (`fget`
+    /// / `fdrop`), `fo_close` when the last goes; [4...5] the file itself (`FileWords.owner`).
+    final let words: UnsafeMutablePointer<UInt32>
 
     init(type: DescriptorType, flags: FileFlags, cred: Credential) {
         f_type = type
         f_cred = cred
-        // A cache line of its own: the two ends of a pipe are made together, and their
-        // reference counts, bumped by every call, must not share a line between two threads.
-        words = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
-            .initializeMemory(as: UInt32.self, repeating: 0, count: 16)
-        words[0] = flags.rawValue
-        words[1] = 1
+        words = FileWords.take()
+        // A lagging fget may still look at recycled words: atomics only, and the owner is
+        // named before the count leaves 0 (only a non-zero count can be acquired).
+        pb_store_u32(words, flags.rawValue)
+        FileWords.setOwner(words, Unmanaged.passUnretained(self).toOpaque())
+        pb_release_store_u32(words + 1, 1)
     }
 
-    deinit { UnsafeMutableRawPointer(words).deallocate() }
+    deinit { FileWords.give(words) }
 
     @inline(__always) final var f_flag: FileFlags { FileFlags(rawValue: pb_load_relaxed_u32(words)) }
 
@@ -183,6 +185,44 @@ class FileObject: @unchecked Sendable {
     @inline(__always) final func hold() { _ = pb_fetch_add_u32(words + 1, 1) }
     /// Drops a reference; true when it was the last (the caller then runs `fo_close`).
     @inline(__always) final func drop() -> Bool { pb_fetch_sub_u32(words + 1, 1) == 1 }
+}
+
+/// Type-stable memory for the files' words, as FreeBSD's file zone is: a block is recycled,
+/// never freed, so a lock-free `fget` that raced a `close` and a free still finds a count there
+/// (of the file that now owns the block, named in the block) and can give it back. A cache line
+/// per block: the two ends of a pipe are made together, and their counts, bumped by every
+/// call, must not share a line between two threads.
+enum FileWords {
+    private static let lock = PipeMutex()
+    nonisolated(unsafe) private static var free: [UnsafeMutablePointer<UInt32>] = []
+
+    static func take() -> UnsafeMutablePointer<UInt32> {
+        lock.lock()
+        let recycled = free.popLast()
+        lock.unlock()
+        if let recycled { return recycled }
+        return UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+            .initializeMemory(as: UInt32.self, repeating: 0, count: 16)
+    }
+
+    static func give(_ words: UnsafeMutablePointer<UInt32>) {
+        setOwner(words, nil)
+        lock.lock()
+        free.append(words)
+        lock.unlock()
+    }
+
+    /// The file whose words these are (valid while a reference on its count is held).
+    @inline(__always)
+    static func owner(_ words: UnsafeMutablePointer<UInt32>) -> Unmanaged<FileObject>? {
+        let raw = UnsafeMutableRawPointer(words + 4).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+        return pb_acquire_load_ptr(raw).map { Unmanaged<FileObject>.fromOpaque($0) }
+    }
+
+    static func setOwner(_ words: UnsafeMutablePointer<UInt32>, _ owner: UnsafeMutableRawPointer?) {
+        let raw = UnsafeMutableRawPointer(words + 4).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+        pb_release_store_ptr(raw, owner)
+    }
 }
 
 /// A pipe or FIFO descriptor (`DTYPE_PIPE` / `DTYPE_FIFO`): `f_data` is the pipe it reads.

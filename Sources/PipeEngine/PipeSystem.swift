@@ -58,6 +58,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         table = DescriptorTable(limit: configuration.maxDescriptors)
         self.signalHandler = signalHandler
         kernel.signalSink = self
+        table.system = self
     }
 
     deinit {
@@ -540,21 +541,27 @@ public enum SignalTarget: Sendable, Hashable {
 /// The descriptor table (`struct filedesc`): lowest free descriptor first, up to `limit`.
 ///
 /// Locking: `mutex` serialises allocation and removal and guards `lowestFree`, `openCount`,
-/// `credential` and `umask`. Each slot has a lock word of its own, taken only for the few
-/// instructions that read or change its file pointer, so `fget` — every read and write —
-/// touches its own descriptor's cache line and never a lock that other descriptors share
-/// (FreeBSD's `fget_unlocked` reads the table without the filedesc lock for the same reason).
-/// A slot is written only with both `mutex` and its own lock held; so under `mutex` alone a
-/// slot may be read. Slots live in chunks that are never moved or freed before the table is.
+/// `credential` and `umask`. `fget` takes no lock at all, as FreeBSD's `fget_unlocked`: each
+/// slot has a sequence counter (odd while the slot changes), and `fget` reads the file and
+/// its count's address, takes a reference only if the count is not zero
+/// (`refcount_acquire_if_not_zero`), and keeps it only if the sequence did not move; otherwise
+/// it gives the reference back and looks again. That is safe because the count lives in
+/// type-stable memory (`FileWords`). So a read or write touches only its own descriptor's
+/// cache line and its file's. Slots are written only with `mutex` held, so under `mutex` a
+/// slot may be read plainly. Slots live in chunks that are never moved or freed before the
+/// table is.
 final class DescriptorTable: @unchecked Sendable {
-    /// One descriptor: its lock word, FD_CLOEXEC, and the table's reference to the file.
+    /// One descriptor: its sequence counter, FD_CLOEXEC, the table's reference to the file
+    /// and the file's words (read by `fget` without the file).
     struct Slot {
-        var lock: UInt32 = 0
+        var seq: UInt32 = 0
         var cloexec = false
-        var file: Unmanaged<FileObject>? = nil
+        var file: UnsafeMutableRawPointer? = nil
+        var words: UnsafeMutableRawPointer? = nil
+        var pad: Int = 0
     }
 
-    /// Slots per chunk. Within a chunk, consecutive descriptors are 16 slots (256 bytes)
+    /// Slots per chunk. Within a chunk, consecutive descriptors are 16 slots (512 bytes)
     /// apart, so the two ends of a pipe (fd n and n+1) never share a cache line.
     private static let chunkShift = 6
     private static let chunkSlots = 1 << chunkShift
@@ -569,6 +576,8 @@ final class DescriptorTable: @unchecked Sendable {
     let limit: Int
     var credential = Credential.process
     var umask: UInt32 = 0o022
+    /// Where a reference `fget` took by mistake is given back (`fdrop`, which may close).
+    unowned(unsafe) var system: PipeSystem! = nil
 
     init(limit: Int) {
         self.limit = limit
@@ -615,7 +624,19 @@ final class DescriptorTable: @unchecked Sendable {
         return slot(i)!
     }
 
-    /// `falloc_caps` + `finit`: the lowest free descriptor, or nil (EMFILE).
+    /// Changes a slot's file, as a writer of its sequence. Called with `mutex` held.
+    private func publish(_ s: UnsafeMutablePointer<Slot>, _ file: FileObject?) {
+        let seq = UnsafeMutableRawPointer(s).assumingMemoryBound(to: UInt32.self)
+        pb_store_u32(seq, s.pointee.seq &+ 1)       // odd: changing
+        let fields = UnsafeMutableRawPointer(s) + MemoryLayout<Slot>.offset(of: \.file)!
+        let pointers = fields.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+        pb_release_store_ptr(pointers, file.map { Unmanaged.passUnretained($0).toOpaque() })
+        pb_release_store_ptr(pointers + 1, file.map { UnsafeMutableRawPointer($0.words) })
+        pb_release_store_u32(seq, s.pointee.seq &+ 1)   // even: settled
+    }
+
+    /// `falloc_caps` + `finit`: the lowest free descriptor, or nil (EMFILE). The table takes a
+    /// Swift reference to the file, which belongs to the file's own count (see `fgetRef`).
     func falloc(_ file: FileObject, cloexec: Bool) -> Int32? {
         mutex.lock()
         defer { mutex.unlock() }
@@ -623,10 +644,9 @@ final class DescriptorTable: @unchecked Sendable {
         while fd < limit, let s = slot(fd), s.pointee.file != nil { fd += 1 }
         guard fd < limit else { return nil }
         let s = makeSlot(fd)
-        pb_lock(&s.pointee.lock)
-        s.pointee.file = Unmanaged.passRetained(file)
+        _ = Unmanaged.passRetained(file)
         s.pointee.cloexec = cloexec
-        pb_unlock(&s.pointee.lock)
+        publish(s, file)
         lowestFree = fd + 1
         openCount += 1
         return Int32(fd)
@@ -635,21 +655,37 @@ final class DescriptorTable: @unchecked Sendable {
     /// `fget`: the file behind `fd` with a reference held, or nil (EBADF).
     func fget(_ fd: Int32) -> FileObject? { fgetRef(fd)?.takeUnretainedValue() }
 
-    /// `fget` for the hot paths: the file with a reference held, and no Swift retain — the
-    /// Swift reference the table took in `falloc` belongs to the file's own count and is
-    /// released by the `fdrop` that ends it, so the file outlives every holder of a reference.
+    /// `fget_unlocked`: the file with a reference held, and no Swift retain — the Swift
+    /// reference the table took in `falloc` belongs to the file's own count and is released
+    /// by the `fdrop` that ends it, so the file outlives every holder of a reference.
     @inline(__always)
     func fgetRef(_ fd: Int32) -> Unmanaged<FileObject>? {
         let i = Int(fd)
         guard i >= 0, i < limit, let s = slot(i) else { return nil }
-        pb_lock(&s.pointee.lock)
-        guard let ref = s.pointee.file else {
-            pb_unlock(&s.pointee.lock)
-            return nil
+        let seqp = UnsafeMutableRawPointer(s).assumingMemoryBound(to: UInt32.self)
+        let fields = (UnsafeMutableRawPointer(s) + MemoryLayout<Slot>.offset(of: \.file)!)
+            .assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+        while true {
+            let seq = pb_acquire_load_u32(seqp)
+            if seq & 1 != 0 { pb_cpu_relax(); continue }
+            let file = pb_acquire_load_ptr(fields)
+            let words = pb_acquire_load_ptr(fields + 1)
+            guard let file, let words else {
+                if pb_acquire_load_u32(seqp) == seq { return nil }
+                continue
+            }
+            let count = words.assumingMemoryBound(to: UInt32.self) + 1
+            if !pb_acquire_if_not_zero_u32(count) {
+                // The file is being closed; the slot must have moved on.
+                if pb_acquire_load_u32(seqp) == seq { return nil }
+                continue
+            }
+            if pb_acquire_load_u32(seqp) == seq { return Unmanaged.fromOpaque(file) }
+            // The slot changed meanwhile: the reference went to whoever owns these words now.
+            if let owner = FileWords.owner(words.assumingMemoryBound(to: UInt32.self)) {
+                system.fdrop(owner)
+            }
         }
-        ref._withUnsafeGuaranteedRef { $0.hold() }
-        pb_unlock(&s.pointee.lock)
-        return ref
     }
 
     /// `fdclose`: removes the entry (only if it still holds `expected`, when given); the
@@ -658,17 +694,13 @@ final class DescriptorTable: @unchecked Sendable {
         mutex.lock()
         defer { mutex.unlock() }
         let i = Int(fd)
-        guard i >= 0, i < limit, let s = slot(i), let ref = s.pointee.file else { return nil }
-        if let expected, ref.toOpaque() != Unmanaged.passUnretained(expected).toOpaque() {
-            return nil
-        }
-        pb_lock(&s.pointee.lock)
-        s.pointee.file = nil
+        guard i >= 0, i < limit, let s = slot(i), let raw = s.pointee.file else { return nil }
+        if let expected, raw != Unmanaged.passUnretained(expected).toOpaque() { return nil }
+        publish(s, nil)
         s.pointee.cloexec = false
-        pb_unlock(&s.pointee.lock)
         openCount -= 1
         if i < lowestFree { lowestFree = i }
-        return ref.takeUnretainedValue()
+        return Unmanaged<FileObject>.fromOpaque(raw).takeUnretainedValue()
     }
 
     func removeAll() -> [FileObject] {
@@ -678,11 +710,9 @@ final class DescriptorTable: @unchecked Sendable {
         for c in 0..<chunkCount where chunks[c] != nil {
             for j in 0..<DescriptorTable.chunkSlots {
                 let s = slot(c << DescriptorTable.chunkShift | j)!
-                guard let ref = s.pointee.file else { continue }
-                pb_lock(&s.pointee.lock)
-                s.pointee.file = nil
-                pb_unlock(&s.pointee.lock)
-                all.append(ref.takeUnretainedValue())
+                guard let raw = s.pointee.file else { continue }
+                publish(s, nil)
+                all.append(Unmanaged<FileObject>.fromOpaque(raw).takeUnretainedValue())
             }
         }
         openCount = 0

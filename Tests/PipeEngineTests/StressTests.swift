@@ -165,6 +165,51 @@ struct StressTests {
         print("stress: \(interrupts.get) interruptions, \(pipes * writersPerPipe) record writers, 2 streams, 0 problems")
     }
 
+    /// fget takes no lock (`fget_unlocked`): reads and writes on descriptors that another thread
+    /// keeps closing and reusing get EBADF, or a file that was in the slot during the call —
+    /// never a crash, a stray reference or a file left unclosed.
+    @Test func lockFreeFgetRacesCloseAndDescriptorReuse() throws {
+        let sys = try quietSystem()
+        let stop = Locked(false)
+        let problems = Locked<[String]>([])
+        let moved = Locked(0)
+        let users = (0..<2).map { _ in
+            TestThread {
+                var byte: UInt8 = 7
+                var n = 0
+                while !stop.get {
+                    for fd in Int32(0)..<6 {
+                        do {
+                            n += try sys.write(fd, &byte, 1)
+                            n += try sys.read(fd, &byte, 1)
+                        } catch .badFileDescriptor, .wouldBlock, .brokenPipe {
+                        } catch {
+                            problems.withLock { $0.append("fd \(fd): \(error)") }
+                        }
+                    }
+                }
+                moved.withLock { $0 += n }
+            }
+        }
+        let cycles = pb_sanitized_build() ? 2_000 : 20_000
+        var rng = SplitMix64(seed: 7)
+        for _ in 0..<cycles {
+            let (r, w) = try sys.pipe2(O_NONBLOCK)
+            if rng.next() & 1 == 0 {
+                try sys.close(r); try sys.close(w)
+            } else {
+                try sys.close(w); try sys.close(r)
+            }
+        }
+        stop.withLock { $0 = true }
+        for t in users { #expect(t.join()) }
+        #expect(problems.get.isEmpty, "\(problems.get.prefix(5))")
+        #expect(sys.openDescriptors == 0)
+        #expect(try sys.sysctl("kern.ipc.pipes") == 0)
+        #expect(sys.pipekva == 0)
+        print("fget race: \(cycles) pipes created and closed under 2 threads, \(moved.get) bytes moved meanwhile")
+    }
+
     /// Creates and destroys pipes (with a byte in each direction) by the hundred thousand:
     /// memory stays flat and nothing is left. PIPEBENCH_SOAK_PIPES sets the count.
     @Test func soakCreatesAndDestroysPipesWithFlatMemory() throws {

@@ -36,6 +36,19 @@ static inline int64_t pb_acquire_load_i64(const int64_t *p) { return __atomic_lo
 static inline void *pb_acquire_load_ptr(void *const *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void pb_release_store_ptr(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
+/// `refcount_acquire_if_not_zero`: adds one unless the count is 0; true when it added.
+static inline bool pb_acquire_if_not_zero_u32(uint32_t *p) {
+    uint32_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (old != 0) {
+        if (__atomic_compare_exchange_n(p, &old, old + 1, true, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+            return true;
+        }
+    }
+    return false;
+}
+static inline uint32_t pb_acquire_load_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void pb_release_store_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
 /// One iteration of a spin-wait loop (`pause` on x86).
 static inline void pb_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
