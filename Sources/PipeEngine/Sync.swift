@@ -167,7 +167,10 @@ final class WaitChannel: Kickable, @unchecked Sendable {
 public final class EngineThread: @unchecked Sendable {
     /// A small lock guarding `sleepingOn` and `signalCounts`; the pending word is atomic.
     private let lock = PipeMutex()
-    private var sleepingOn: (any Kickable)?
+    /// Unretained: the channel (a pipe's, or a poll waiter) outlives the sleep, which ends
+    /// with `leaveSleep` under `lock`; `interrupt` kicks it under `lock` too. A retain here
+    /// was an atomic operation on a channel the waking thread touches, on every sleep.
+    unowned(unsafe) private var sleepingOn: (any Kickable)?
     /// 0: none, 1: EINTR pending, 2: ERESTART pending.
     private let pending: UnsafeMutablePointer<UInt32>
     private var signalCounts: [Signal: Int] = [:]
@@ -211,15 +214,16 @@ public final class EngineThread: @unchecked Sendable {
     public func interrupt(restart: Bool = false) {
         lock.lock()
         pb_store_u32(pending, restart ? 2 : 1)
-        let channel = sleepingOn
+        sleepingOn?.kick()
         lock.unlock()
-        channel?.kick()
     }
 
     var isInterruptPending: Bool { pb_load_relaxed_u32(pending) != 0 }
 
     /// Consumes a pending interruption, returning the error its sleep ends with.
+    @inline(__always)
     func takeInterruption() -> Errno? {
+        if pb_load_relaxed_u32(pending) == 0 { return nil }   // the usual case: no atomic write
         switch pb_exchange_u32(pending, 0) {
         case 0: return nil
         case 2: return .restart
