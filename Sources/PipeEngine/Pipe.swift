@@ -182,7 +182,6 @@ class FileObject: @unchecked Sendable {
         }
     }
 
-    @inline(__always) final func hold() { _ = pb_fetch_add_u32(words + 1, 1) }
     /// Drops a reference; true when it was the last (the caller then runs `fo_close`).
     @inline(__always) final func drop() -> Bool { pb_fetch_sub_u32(words + 1, 1) == 1 }
 }

@@ -89,11 +89,6 @@ static inline void pb_unlock(uint32_t *word) {
         pb_futex_wake(word, 1);
     }
 }
-/// Takes the lock if it is free; true when taken.
-static inline bool pb_trylock(uint32_t *word) {
-    uint32_t expected = 0;
-    return __atomic_compare_exchange_n(word, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
-}
 
 // MARK: memory
 
