@@ -125,6 +125,9 @@ final class KVAArena: @unchecked Sendable {
             var p = extent.page
             let end = extent.page + extent.pages
             while p < end {
+                // Whole words of never-used pages are skipped at once: after a trim most of a
+                // large arena's free range is such pages.
+                if p & 63 == 0 && writable[p >> 6] == 0 { p += 64; continue }
                 guard isWritable(p) else { p += 1; continue }
                 var q = p
                 while q < end && isWritable(q) { setWritable(q, false); q += 1 }

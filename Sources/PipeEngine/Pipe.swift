@@ -227,22 +227,21 @@ enum FileWords {
 /// A pipe or FIFO descriptor (`DTYPE_PIPE` / `DTYPE_FIFO`): `f_data` is the pipe it reads.
 final class File: FileObject, @unchecked Sendable {
     let pair: PipePair
-    let isForwardEnd: Bool          // f_data == &pp_rpipe (fd[0], every FIFO) or &pp_wpipe
     /// `f_vnode`: the FIFO's node, for a FIFO descriptor; nil for an anonymous pipe.
     let vnode: FifoNode?
     /// `f_pipegen`: the FIFO writer generation this reader has seen (POLLINIGNEOF).
     var f_pipegen = 0
+    /// `f_data`: &pp_rpipe (fd[0], every FIFO) or &pp_wpipe, unretained (`pair` keeps it).
     private let f_data_ref: Unmanaged<Pipe>
 
     init(pair: PipePair, forward: Bool, flags: FileFlags, cred: Credential, vnode: FifoNode? = nil) {
         self.pair = pair
-        isForwardEnd = forward
         f_data_ref = Unmanaged.passUnretained(forward ? pair.pp_rpipe : pair.pp_wpipe)
         self.vnode = vnode
         super.init(type: vnode == nil ? .DTYPE_PIPE : .DTYPE_FIFO, flags: flags, cred: cred)
     }
 
-    @inline(__always) var f_data: Pipe { isForwardEnd ? pair.pp_rpipe : pair.pp_wpipe }
+    @inline(__always) var f_data: Pipe { f_data_ref.takeUnretainedValue() }
 
     /// Runs `body` with `f_data`, borrowed (no reference counting; `pair` keeps it alive).
     @inline(__always)

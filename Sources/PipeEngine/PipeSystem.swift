@@ -206,32 +206,10 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     private func dofileread(_ fd: Int32, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
                             _ cnt: Int) throws(Errno) -> Int {
         try withPipeFile(fd, onKqueue: .noSuchDevice) { fp, thread in   // kqueue_read: ENXIO
-            fo_read(fp, thread, iov, iovcnt, cnt)
-        }
-    }
-
-    /// `fo_read` and the generic layer's rules around it, on a held file.
-    @inline(__always)
-    private func fo_read(_ fp: File, _ thread: EngineThread, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
-                         _ cnt: Int) -> Result<Int, Errno> {
-        guard fp.f_flag.contains(.FREAD) else { return .failure(.badFileDescriptor) }
-        // A 0-byte read returns 0 without entering the pipe.
-        if cnt == 0 { return .success(0) }
-        while true {
-            var uio = UIO(uio_iov: iov, uio_iovcnt: iovcnt, uio_resid: cnt, uio_rw: .UIO_READ)
-            let error = kernel.pipe_read(fp, &uio)
-            let moved = cnt - uio.uio_resid
-            if let error {
-                if moved != 0 && (error == .restart || error == .interrupted || error == .wouldBlock) {
-                    thread.discardInterruption()
-                    return .success(moved)
-                }
-                if error == .restart { continue }  // SA_RESTART: the call starts again
-                thread.discardInterruption()
-                return .failure(error)
-            }
-            if thread.isInterruptPending { thread.discardInterruption() }
-            return .success(moved)
+            guard fp.f_flag.contains(.FREAD) else { return .failure(.badFileDescriptor) }
+            // A 0-byte read returns 0 without entering the pipe.
+            if cnt == 0 { return .success(0) }
+            return fo_rdwr(fp, thread, .UIO_READ, iov, iovcnt, cnt)
         }
     }
 
@@ -239,26 +217,29 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     private func dofilewrite(_ fd: Int32, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
                              _ cnt: Int) throws(Errno) -> Int {
         try withPipeFile(fd, onKqueue: .noSuchDevice) { fp, thread in   // kqueue_write: ENXIO
-            fo_write(fp, thread, iov, iovcnt, cnt)
+            guard fp.f_flag.contains(.FWRITE) else { return .failure(.badFileDescriptor) }
+            return fo_rdwr(fp, thread, .UIO_WRITE, iov, iovcnt, cnt)
         }
     }
 
-    /// `fo_write` and the generic layer's rules around it (SIGPIPE on EPIPE), on a held file.
+    /// `fo_read` / `fo_write` (`pipe_read` / `pipe_write`) and the generic layer's rules around
+    /// them, on a held file: a short count replaces EINTR/ERESTART/EAGAIN once bytes moved,
+    /// ERESTART with nothing moved starts the call again, EPIPE from a write delivers SIGPIPE.
     @inline(__always)
-    private func fo_write(_ fp: File, _ thread: EngineThread, _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
-                          _ cnt: Int) -> Result<Int, Errno> {
-        guard fp.f_flag.contains(.FWRITE) else { return .failure(.badFileDescriptor) }
+    private func fo_rdwr(_ fp: File, _ thread: EngineThread, _ rw: UIORW,
+                         _ iov: UnsafeMutablePointer<iovec>, _ iovcnt: Int,
+                         _ cnt: Int) -> Result<Int, Errno> {
         while true {
-            var uio = UIO(uio_iov: iov, uio_iovcnt: iovcnt, uio_resid: cnt, uio_rw: .UIO_WRITE)
-            let error = kernel.pipe_write(fp, &uio)
+            var uio = UIO(uio_iov: iov, uio_iovcnt: iovcnt, uio_resid: cnt, uio_rw: rw)
+            let error = rw == .UIO_READ ? kernel.pipe_read(fp, &uio) : kernel.pipe_write(fp, &uio)
             let moved = cnt - uio.uio_resid
             if let error {
                 if moved != 0 && (error == .restart || error == .interrupted || error == .wouldBlock) {
                     thread.discardInterruption()
                     return .success(moved)
                 }
-                if error == .restart { continue }
-                if error == .brokenPipe { deliver(.SIGPIPE, to: thread) }
+                if error == .restart { continue }  // SA_RESTART: the call starts again
+                if error == .brokenPipe && rw == .UIO_WRITE { deliver(.SIGPIPE, to: thread) }
                 thread.discardInterruption()
                 return .failure(error)
             }
@@ -269,12 +250,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
 
     /// `fdrop`: the last reference runs `fo_close`, then gives back the Swift reference the
     /// table took in `falloc` (see `DescriptorTable.fgetRef`).
-    @inline(__always) func fdrop(_ fp: FileObject) {
-        if fp.drop() {
-            fo_close(fp)
-            Unmanaged.passUnretained(fp).release()
-        }
-    }
+    @inline(__always) func fdrop(_ fp: FileObject) { fdrop(Unmanaged.passUnretained(fp)) }
 
     /// `fdrop` for a reference from `fgetRef`.
     @inline(__always) func fdrop(_ ref: Unmanaged<FileObject>) {
@@ -558,7 +534,7 @@ final class DescriptorTable: @unchecked Sendable {
         var cloexec = false
         var file: UnsafeMutableRawPointer? = nil
         var words: UnsafeMutableRawPointer? = nil
-        var pad: Int = 0
+        var pad: Int = 0        // 32 bytes: two slots per cache line
     }
 
     /// Slots per chunk. Within a chunk, consecutive descriptors are 16 slots (512 bytes)

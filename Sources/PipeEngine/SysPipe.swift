@@ -381,10 +381,9 @@ final class PipeKernel: @unchecked Sendable {
                         // Direct copy, bypassing a kernel buffer.
                         size = rpipe.pipe_pages.cnt
                         if size > uio.uio_resid { size = uio.uio_resid }
-                        rpipe.PIPE_UNLOCK()
-                        error = uiomove_fromphys(rpipe.pipe_pages.pages!, rpipe.pipe_pages.pos,
-                                                 size, &uio)
-                        rpipe.PIPE_LOCK()
+                        error = uiomove_unlocked(   // uiomove_fromphys(ms, pos, size, uio)
+                            rpipe, UnsafeMutableRawPointer(mutating: rpipe.pipe_pages.pages!) +
+                                rpipe.pipe_pages.pos, size, &uio)
                         if error != nil { break }
                         nread += size
                         rpipe.pipe_pages.pos += size
