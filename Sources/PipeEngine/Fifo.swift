@@ -258,7 +258,7 @@ extension PipeSystem {
                 let gen = node.fi_wgen
                 var error: Errno?
                 while error == nil && node.fi_wgen == gen {
-                    error = kernel.msleep(node.readersChan, fpipe, catch: true)   // "fifoor"
+                    error = kernel.msleep(node.readersChan, fpipe, catch: true, .fifoor)
                 }
                 if let error, node.fi_wgen == gen {
                     fpipe.PIPE_UNLOCK()
@@ -270,7 +270,7 @@ extension PipeSystem {
                 let gen = node.fi_rgen
                 var error: Errno?
                 while error == nil && node.fi_rgen == gen {
-                    error = kernel.msleep(node.writersChan, fpipe, catch: true)   // "fifoow"
+                    error = kernel.msleep(node.writersChan, fpipe, catch: true, .fifoow)
                 }
                 if let error, node.fi_rgen == gen {
                     fpipe.PIPE_UNLOCK()

@@ -6,8 +6,10 @@ import Glibc
 // The kernel's sleep and lock primitives, in user space.
 //
 //   PIPE_MTX (mtx)        -> PipeMutex: a spin-then-park futex mutex, one per pipe pair.
-//   msleep(chan, mtx, pri)-> WaitChannel.sleep: drop the mutex, optionally spin on the channel's
-//                            generation word, then park on it with a futex; retake the mutex.
+//   msleep(chan, mtx, pri, wmesg)
+//                         -> WaitChannel.sleep: drop the mutex, optionally spin on the channel's
+//                            generation word (for a budget learned per wmesg), then park on it
+//                            with a futex; retake the mutex.
 //   wakeup / wakeup_one   -> WaitChannel.wakeup / wakeupOne: bump the generation; FUTEX_WAKE
 //                            only when someone is parked (spinners see the bump themselves).
 //   PCATCH + a signal     -> EngineThread.interrupt: marks the target thread and bumps the
@@ -71,15 +73,26 @@ protocol Kickable: AnyObject, Sendable {
     func kick()
 }
 
+/// The `wmesg` of each `msleep` in the seed: what the sleeper waits for. One channel serves
+/// waits of very different lengths (on `&cpipe`, a reader waiting for the next write and a
+/// writer waiting for the reader to drain the buffer to `MINPIPESIZE` — hundreds of
+/// nanoseconds against tens of microseconds at 64-byte writes), so each keeps its own spin
+/// estimate: a shared one made the long waits spin too briefly and park.
+enum WaitMessage: Int, CaseIterable {
+    case pipelk, piperd, pipdww, pipdwc, pipdwt, pipbww, pipewr, pipecl, fifoor, fifoow
+}
+
 /// A sleep channel (`&cpipe` or `&cpipe->pipe_waiters` in the seed).
 final class WaitChannel: Kickable, @unchecked Sendable {
     /// [0]: the generation (the futex word), [1]: threads parked in the futex,
-    /// [2]: the adaptive spin estimate in ns. Kept on one cache line of their own.
+    /// [2 + wmesg]: the adaptive spin estimate in ns of each kind of wait. Kept on one cache
+    /// line of their own.
     private let words: UnsafeMutablePointer<UInt32>
 
     init() {
         let raw = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
         words = raw.initializeMemory(as: UInt32.self, repeating: 0, count: 16)
+        assert(2 + WaitMessage.allCases.count <= 16, "the channel's words fill one cache line")
     }
 
     deinit { UnsafeMutableRawPointer(words).deallocate() }
@@ -101,7 +114,8 @@ final class WaitChannel: Kickable, @unchecked Sendable {
     /// `msleep(chan, mtx, PRIBIO | (catch ? PCATCH : 0), wmesg, 0)`.
     /// Called with `mutex` held; returns with it held. Returns nil when woken (possibly
     /// spuriously), or EINTR / ERESTART when `interruptible` and the thread was interrupted.
-    func sleep(_ mutex: MutexWord, interruptible: Bool, strategy: WaitStrategy) -> Errno? {
+    func sleep(_ mutex: MutexWord, interruptible: Bool, _ wmesg: WaitMessage,
+               strategy: WaitStrategy) -> Errno? {
         let thread = EngineThread.current
         if interruptible, let error = thread.takeInterruption() { return error }
         let observed = generation
@@ -110,6 +124,7 @@ final class WaitChannel: Kickable, @unchecked Sendable {
         var woken = false
         if strategy.maxSpinNanoseconds > 0 {
             woken = spin(observed: observed, thread: thread, interruptible: interruptible,
+                         estimateAt: words + 2 + wmesg.rawValue,
                          maxNanoseconds: strategy.maxSpinNanoseconds)
         }
         if !woken {
@@ -129,8 +144,9 @@ final class WaitChannel: Kickable, @unchecked Sendable {
     /// successful wait, at least 2 µs, at most `maxNanoseconds` (glibc's adaptive mutex idea).
     /// Returns true when the channel was bumped (or an interruption arrived) while spinning.
     private func spin(observed: UInt32, thread: EngineThread, interruptible: Bool,
+                      estimateAt estimateWord: UnsafeMutablePointer<UInt32>,
                       maxNanoseconds: Int) -> Bool {
-        let estimate = Int(pb_load_relaxed_u32(words + 2))
+        let estimate = Int(pb_load_relaxed_u32(estimateWord))
         let budget = min(maxNanoseconds, max(2_000, 2 * estimate))
         let start = pb_monotonic_ns()
         var spins = 0
@@ -142,13 +158,18 @@ final class WaitChannel: Kickable, @unchecked Sendable {
             if spins & 15 == 0 && Int(pb_monotonic_ns() - start) > budget {
                 // Failed: let the estimate drift up so a slow partner is waited for next time.
                 let next = min(maxNanoseconds, estimate + (budget - estimate) / 8)
-                pb_store_u32(words + 2, UInt32(clamping: next))
+                pb_store_u32(estimateWord, UInt32(clamping: next))
                 return false
             }
         }
         let waited = Int(pb_monotonic_ns() - start)
-        pb_store_u32(words + 2, UInt32(clamping: estimate + (waited - estimate) / 8))
+        pb_store_u32(estimateWord, UInt32(clamping: estimate + (waited - estimate) / 8))
         return true
+    }
+
+    /// The spin estimate that waits of kind `wmesg` have learned on this channel, in ns.
+    func spinEstimateNanoseconds(_ wmesg: WaitMessage) -> Int {
+        Int(pb_load_relaxed_u32(words + 2 + wmesg.rawValue))
     }
 
     /// Wakes the channel's sleepers without a state change: used to deliver an interruption.

@@ -129,10 +129,10 @@ final class PipeKernel: @unchecked Sendable {
         UInt64(pb_fetch_add_i64(pipeino_unr.pointer, 1))
     }
 
-    /// `msleep(chan, PIPE_MTX(cpipe), PRIBIO | (catch ? PCATCH : 0), ...)`.
+    /// `msleep(chan, PIPE_MTX(cpipe), PRIBIO | (catch ? PCATCH : 0), wmesg, 0)`.
     @inline(__always)
-    func msleep(_ chan: WaitChannel, _ cpipe: Pipe, catch: Bool) -> Errno? {
-        chan.sleep(cpipe.PIPE_MTX, interruptible: `catch`, strategy: waitStrategy)
+    func msleep(_ chan: WaitChannel, _ cpipe: Pipe, catch: Bool, _ wmesg: WaitMessage) -> Errno? {
+        chan.sleep(cpipe.PIPE_MTX, interruptible: `catch`, wmesg, strategy: waitStrategy)
     }
 
     /// Copies of at most this many bytes (a page) keep the pipe mutex (see the mapping notes).
@@ -282,7 +282,7 @@ final class PipeKernel: @unchecked Sendable {
         while cpipe.pipe_state.contains(.LOCKFL) {
             precondition(cpipe.pipe_waiters >= 0, "pipelock: bad waiter count")
             cpipe.pipe_waiters += 1
-            let error = msleep(cpipe.waitersChan, cpipe, catch: `catch`)
+            let error = msleep(cpipe.waitersChan, cpipe, catch: `catch`, .pipelk)
             cpipe.pipe_waiters -= 1
             if let error { return error }
         }
@@ -414,7 +414,7 @@ final class PipeKernel: @unchecked Sendable {
                             error = .wouldBlock
                         } else {
                             rpipe.pipe_state.insert(.WANTR)
-                            error = msleep(rpipe.chan, rpipe, catch: true)
+                            error = msleep(rpipe.chan, rpipe, catch: true, .piperd)
                             if error == nil {
                                 error = pipelock(rpipe, catch: true)
                             }
@@ -608,7 +608,7 @@ final class PipeKernel: @unchecked Sendable {
                 pipeselwakeup(wpipe)
                 wpipe.pipe_state.insert(.WANTW)
                 pipeunlock(wpipe)
-                error = msleep(wpipe.chan, wpipe, catch: true)  // "pipdww"
+                error = msleep(wpipe.chan, wpipe, catch: true, .pipdww)
                 _ = pipelock(wpipe, catch: false)
                 if error != nil { break retry }
                 continue retry
@@ -621,7 +621,7 @@ final class PipeKernel: @unchecked Sendable {
                 pipeselwakeup(wpipe)
                 wpipe.pipe_state.insert(.WANTW)
                 pipeunlock(wpipe)
-                error = msleep(wpipe.chan, wpipe, catch: true)  // "pipdwc"
+                error = msleep(wpipe.chan, wpipe, catch: true, .pipdwc)
                 _ = pipelock(wpipe, catch: false)
                 if error != nil { break retry }
                 continue retry
@@ -638,7 +638,7 @@ final class PipeKernel: @unchecked Sendable {
                 pipeselwakeup(wpipe)
                 wpipe.pipe_state.insert(.WANTW)
                 pipeunlock(wpipe)
-                error = msleep(wpipe.chan, wpipe, catch: true)  // "pipdwt"
+                error = msleep(wpipe.chan, wpipe, catch: true, .pipdwt)
                 _ = pipelock(wpipe, catch: false)
                 if error != nil { break }
             }
@@ -749,7 +749,7 @@ final class PipeKernel: @unchecked Sendable {
                 pipeselwakeup(wpipe)
                 wpipe.pipe_state.insert(.WANTW)
                 pipeunlock(wpipe)
-                error = msleep(wpipe.chan, rpipe, catch: true)  // "pipbww"
+                error = msleep(wpipe.chan, rpipe, catch: true, .pipbww)
                 _ = pipelock(wpipe, catch: false)
                 if error != nil { break }
                 continue
@@ -813,7 +813,7 @@ final class PipeKernel: @unchecked Sendable {
 
                 wpipe.pipe_state.insert(.WANTW)
                 pipeunlock(wpipe)
-                error = msleep(wpipe.chan, rpipe, catch: true)  // "pipewr"
+                error = msleep(wpipe.chan, rpipe, catch: true, .pipewr)
                 _ = pipelock(wpipe, catch: false)
                 if error != nil { break }
                 continue
@@ -979,7 +979,7 @@ final class PipeKernel: @unchecked Sendable {
             wakeup(cpipe)
             cpipe.pipe_state.insert(.WANT)
             pipeunlock(cpipe)
-            _ = msleep(cpipe.chan, cpipe, catch: false)  // "pipecl"
+            _ = msleep(cpipe.chan, cpipe, catch: false, .pipecl)
             _ = pipelock(cpipe, catch: false)
         }
 
