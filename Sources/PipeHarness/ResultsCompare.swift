@@ -26,6 +26,17 @@ public enum ResultsSummary {
             rows.compactMap { Double(table.value($0, column)) }
         }
 
+        /// `column` by `repetition` (the round of an interleaved run); nil if a round repeats.
+        public func samplesByRepetition(_ column: String) -> [Int: Double]? {
+            var byRound: [Int: Double] = [:]
+            for row in rows {
+                guard let round = Int(table.value(row, "repetition")),
+                      let value = Double(table.value(row, column)) else { continue }
+                if byRound.updateValue(value, forKey: round) != nil { return nil }
+            }
+            return byRound
+        }
+
         public func median(_ column: String) -> Double? {
             let s = samples(column)
             return s.isEmpty ? nil : Statistics.median(s)

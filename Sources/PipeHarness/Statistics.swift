@@ -123,6 +123,25 @@ public enum Statistics {
             confidence: confidence, resamples: resamples, seed: seed)
     }
 
+    // MARK: paired ratio, for repetitions measured round by round
+
+    /// The ratio of two configurations whose repetitions were interleaved (round k of each ran
+    /// back to back): the median of the per-round ratios candidate[k] / baseline[k], with the
+    /// distribution-free interval of that median (`medianConfidenceInterval`). Pairing cancels
+    /// drift slower than a round: on a shared machine whose speed changes in phases lasting
+    /// minutes, the ratio of the two medians mixes rounds from different phases and its
+    /// bootstrap interval widens to cover both. Nil when the samples are empty, of different
+    /// lengths, or a baseline value is zero.
+    public static func pairedRatio(baseline a: [Double], candidate b: [Double],
+                                   confidence: Double = 0.95) -> PairedRatio? {
+        guard !a.isEmpty, a.count == b.count, !a.contains(0) else { return nil }
+        let ratios = zip(b, a).map { $0 / $1 }
+        guard let ci = medianConfidenceInterval(ratios, confidence: confidence) else { return nil }
+        return PairedRatio(estimate: median(ratios), lower: ci.lower, upper: ci.upper,
+                           coverage: ci.coverage, reachesConfidence: ci.reachesConfidence,
+                           pairs: ratios.count)
+    }
+
     // MARK: Mann-Whitney U
 
     /// Two-sided Mann-Whitney U (Wilcoxon rank-sum) test with the normal approximation, tie
@@ -197,6 +216,17 @@ public struct RatioInterval: Codable, Sendable, Equatable {
     public var confidence: Double
     public var resamples: Int
     public var seed: UInt64
+}
+
+/// The median of per-round ratios and its order-statistic interval (`pairedRatio`).
+public struct PairedRatio: Codable, Sendable, Equatable {
+    public var estimate: Double
+    public var lower: Double
+    public var upper: Double
+    /// The interval's achieved coverage; below 95% when there are fewer than six rounds.
+    public var coverage: Double
+    public var reachesConfidence: Bool
+    public var pairs: Int
 }
 
 /// The outcome of a Mann-Whitney U test.

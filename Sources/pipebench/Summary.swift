@@ -58,10 +58,20 @@ enum SummaryPrinter {
         return candidates.first { t.value($0.rows[0], "read_size_B") == readSize }
     }
 
+    /// The ratio to the baseline measured in the same run: paired round by round (the median
+    /// of per-round ratios, order-statistic interval) when both have the same rounds, else the
+    /// ratio of medians with its bootstrap interval, marked "(unpaired)".
     static func ratioText(_ g: ResultsSummary.Group, _ base: ResultsSummary.Group?, _ column: String) -> String {
         guard let base else { return "" }
+        if let b = base.samplesByRepetition(column), let c = g.samplesByRepetition(column),
+           !b.isEmpty, Set(b.keys) == Set(c.keys) {
+            let rounds = b.keys.sorted()
+            if let r = Statistics.pairedRatio(baseline: rounds.map { b[$0]! }, candidate: rounds.map { c[$0]! }) {
+                return String(format: "%.2fx [%.2f, %.2f]", r.estimate, r.lower, r.upper) + (r.reachesConfidence ? "" : "*")
+            }
+        }
         guard let r = Statistics.bootstrapRatioOfMedians(baseline: base.samples(column), candidate: g.samples(column)) else { return "" }
-        return String(format: "%.2fx [%.2f, %.2f]", r.estimate, r.lower, r.upper)
+        return String(format: "%.2fx [%.2f, %.2f] (unpaired)", r.estimate, r.lower, r.upper)
     }
 
     static func interval(_ xs: [Double], scale: Double, format: String) -> (String, String) {
@@ -81,7 +91,7 @@ enum SummaryPrinter {
         var footnote = false
         let stream = groups.filter { t.value($0.rows[0], "workload") == "stream" }
         if !stream.isEmpty {
-            out.append("\nStream throughput (GB/s = 10^9 B/s, higher is better; ratio = median / linux-pipe median, bootstrap 95% CI)")
+            out.append("\nStream throughput (GB/s = 10^9 B/s, higher is better; ratio to linux-pipe = median of the per-round ratios, 95% CI)")
             var rows = [["configuration", "write", "GB/s", "95% CI", "min-max", "CPU ns/B", "vs linux-pipe"]]
             for g in stream {
                 let xs = g.samples("throughput_GBps")
@@ -91,12 +101,13 @@ enum SummaryPrinter {
                 let cpu = g.median("cpu_ns_per_B").map { String(format: "%.3f", $0) } ?? ""
                 let w = Int(t.value(g.rows[0], "write_size_B")).map(SizeSpec.format) ?? ""
                 rows.append([g.label, w, m, ci, mm, cpu, ratioText(g, baseline(for: g, in: groups, t), "throughput_GBps")])
+                if rows.last!.last!.hasSuffix("*") { footnote = true }
             }
             out.append(TextTable.render(rows))
         }
         let pingpong = groups.filter { t.value($0.rows[0], "workload") == "pingpong" }
         if !pingpong.isEmpty {
-            out.append("\nPingpong round trip (µs, lower is better; ratio = p50 median / linux-pipe p50 median, bootstrap 95% CI)")
+            out.append("\nPingpong round trip (µs, lower is better; ratio to linux-pipe = median of the per-round p50 ratios, 95% CI)")
             var rows = [["configuration", "message", "p50 µs", "95% CI", "p99 µs", "p99.9 µs", "vs linux-pipe"]]
             for g in pingpong {
                 let (m, ci) = interval(g.samples("p50_ns"), scale: 1000, format: "%.2f")
@@ -105,12 +116,13 @@ enum SummaryPrinter {
                 let p999 = g.median("p999_ns").map { String(format: "%.2f", $0 / 1000) } ?? ""
                 let msg = Int(t.value(g.rows[0], "message_size_B")).map(SizeSpec.format) ?? ""
                 rows.append([g.label, msg, m, ci, p99, p999, ratioText(g, baseline(for: g, in: groups, t), "p50_ns")])
+                if rows.last!.last!.hasSuffix("*") { footnote = true }
             }
             out.append(TextTable.render(rows))
         }
         for (workload, title, shape) in [
-            ("pairs", "Pairs: K writer/reader pairs at once (aggregate GB/s, higher is better; ratio = median / linux-pipe median)", "pairs"),
-            ("fanin", "Fan-in: K writers, one reader multiplexing their pipes (aggregate GB/s, higher is better; ratio = median / linux-pipe poll median)", "writers"),
+            ("pairs", "Pairs: K writer/reader pairs at once (aggregate GB/s, higher is better; ratio to linux-pipe = median of the per-round ratios)", "pairs"),
+            ("fanin", "Fan-in: K writers, one reader multiplexing their pipes (aggregate GB/s, higher is better; ratio to linux-pipe poll = median of the per-round ratios)", "writers"),
         ] {
             let these = groups.filter { t.value($0.rows[0], "workload") == workload }
             guard !these.isEmpty else { continue }
@@ -134,6 +146,7 @@ enum SummaryPrinter {
                     row += [t.value(r0, "mux"), perCall.isEmpty ? "" : String(format: "%.1f", Statistics.median(perCall))]
                 }
                 row.append(ratioText(g, baseline(for: g, in: groups, t), "throughput_GBps"))
+                if row.last!.hasSuffix("*") { footnote = true }
                 rows.append(row)
             }
             out.append(TextTable.render(rows))

@@ -118,6 +118,29 @@ import Testing
         #expect(r3 != r1)
     }
 
+    /// A machine that switches between a fast and a 3x slower phase, and a candidate always
+    /// twice the baseline within a round: the per-round ratios see 2 every time, while the ratio
+    /// of medians mixes phases and its bootstrap interval spans far beyond 2.
+    @Test func pairedRatioFollowsRoundsThroughPhases() throws {
+        var rng = SplitMix64(seed: 11)
+        let phase: [Double] = [1, 1, 3, 3, 1, 3, 3, 1, 1, 3, 1]
+        let a = phase.map { 100 / $0 * (1 + Double(rng.index(below: 100)) / 10_000) }
+        let b = a.enumerated().map { i, x in 2 * x * (1 + Double(i % 3) / 1_000) }
+        let paired = try #require(Statistics.pairedRatio(baseline: a, candidate: b))
+        #expect(paired.pairs == 11)
+        #expect(paired.reachesConfidence)
+        #expect(paired.lower >= 2 && paired.upper <= 2.005 && paired.lower <= paired.estimate && paired.estimate <= paired.upper)
+        let unpaired = try #require(Statistics.bootstrapRatioOfMedians(baseline: a, candidate: b))
+        #expect(unpaired.upper - unpaired.lower > 1, "[\(unpaired.lower), \(unpaired.upper)]")
+        // Five rounds cannot reach 95%: the interval is min-max, and says so.
+        let five = try #require(Statistics.pairedRatio(baseline: Array(a.prefix(5)), candidate: Array(b.prefix(5))))
+        #expect(!five.reachesConfidence && five.coverage < 0.95)
+        // Unpaired shapes are refused rather than guessed at.
+        #expect(Statistics.pairedRatio(baseline: a, candidate: Array(b.dropLast())) == nil)
+        #expect(Statistics.pairedRatio(baseline: [], candidate: []) == nil)
+        #expect(Statistics.pairedRatio(baseline: [1, 0], candidate: [1, 1]) == nil)
+    }
+
     @Test func splitMixMatchesReferenceOutput() {
         // First outputs of SplitMix64 seeded with 1234567 (Vigna's reference C code).
         var rng = SplitMix64(seed: 1234567)
