@@ -28,6 +28,7 @@ int pb_futex_wake(uint32_t *word, int count) {
 void pb_lock_slow(uint32_t *word) {
     // Spin first: a holder on another CPU leaves within a few hundred nanoseconds; parking
     // would cost two system calls and a cross-CPU wake-up (~20 us on a VM).
+    // 4000 `pause`s in all (~100 us at 25 ns each here), looking at the word between them.
     unsigned backoff = 1;
     for (int i = 0; i < 4000; i += backoff) {
         uint32_t seen = __atomic_load_n(word, __ATOMIC_RELAXED);

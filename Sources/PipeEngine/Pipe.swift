@@ -200,8 +200,7 @@ enum FileWords {
         let recycled = free.popLast()
         lock.unlock()
         if let recycled { return recycled }
-        return UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
-            .initializeMemory(as: UInt32.self, repeating: 0, count: 16)
+        return allocateCacheLine(of: UInt32.self)
     }
 
     static func give(_ words: UnsafeMutablePointer<UInt32>) {

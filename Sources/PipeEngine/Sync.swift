@@ -22,6 +22,14 @@ import Glibc
 // condition, as the kernel's callers must too. The wait strategy (spin or not) changes how a
 // sleeper waits, never what the caller decides afterwards.
 
+/// A zeroed, 64-byte-aligned cache line of `T`s, for words that threads on different CPUs
+/// write: alone on their line, they never drag a neighbour's line along (false sharing).
+/// Free it with `UnsafeMutableRawPointer(p).deallocate()`.
+func allocateCacheLine<T: FixedWidthInteger>(of _: T.Type) -> UnsafeMutablePointer<T> {
+    UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+        .initializeMemory(as: T.self, repeating: 0, count: 64 / MemoryLayout<T>.stride)
+}
+
 /// `PIPE_MTX`: a spin-then-park mutex on a futex word (`pb_lock` in CPipeSys), alone on its
 /// cache line. The engine's critical sections are a few dozen instructions and never block,
 /// so a contended lock spins briefly before parking; a pthread mutex parks at once, and on a
@@ -29,10 +37,7 @@ import Glibc
 final class PipeMutex: @unchecked Sendable {
     private let word: UnsafeMutablePointer<UInt32>
 
-    init() {
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
-        word = raw.initializeMemory(as: UInt32.self, repeating: 0, count: 16)
-    }
+    init() { word = allocateCacheLine(of: UInt32.self) }
 
     deinit { UnsafeMutableRawPointer(word).deallocate() }
 
@@ -90,8 +95,7 @@ final class WaitChannel: Kickable, @unchecked Sendable {
     private let words: UnsafeMutablePointer<UInt32>
 
     init() {
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
-        words = raw.initializeMemory(as: UInt32.self, repeating: 0, count: 16)
+        words = allocateCacheLine(of: UInt32.self)
         assert(2 + WaitMessage.allCases.count <= 16, "the channel's words fill one cache line")
     }
 

@@ -122,8 +122,7 @@ struct AtomicWord: ~Copyable {
     init(_ value: Int) {
         // A cache line each: counters the writer bumps on every direct write must not share
         // a line with the tunables both threads read on every call.
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
-            .initializeMemory(as: Int64.self, repeating: 0, count: 8)
+        pointer = allocateCacheLine(of: Int64.self)
         pointer.pointee = Int64(value)
     }
     deinit { UnsafeMutableRawPointer(pointer).deallocate() }

@@ -5,18 +5,6 @@ import Testing
 
 @Suite("interruptions: msleep with PCATCH, SA_RESTART, alarm, pipe_clone_write_buffer")
 struct InterruptionTests {
-    /// Waits until the pipe's state says a thread is asleep in it (WANTR / WANTW).
-    func waitForSleeper(_ sys: PipeSystem, _ fd: Int32, reader: Bool) {
-        let pipe = sys.pipeForTesting(fd)!
-        while true {
-            pipe.PIPE_LOCK()
-            let state = pipe.pipe_state
-            pipe.PIPE_UNLOCK()
-            if state.contains(reader ? .WANTR : .WANTW) { return }
-            usleep(200)
-        }
-    }
-
     @Test func interruptedReadWithNoDataIsEINTR() throws {
         let sys = try quietSystem()
         let (r, w) = try sys.pipe2()
@@ -24,7 +12,7 @@ struct InterruptionTests {
         let reader = TestThread {
             do { _ = try sys.read(r, count: 10) } catch { result.withLock { $0 = error as? Errno } }
         }
-        waitForSleeper(sys, r, reader: true)
+        try #require(waitForSleeper(#require(sys.pipeForTesting(r)), .WANTR))
         reader.engineThread!.interrupt()
         #expect(reader.join())
         #expect(result.get == .interrupted)
@@ -38,7 +26,7 @@ struct InterruptionTests {
         let (r, w) = try sys.pipe2()
         let got = Locked<[UInt8]?>(nil)
         let reader = TestThread { let value = try! sys.read(r, count: 10); got.withLock { $0 = value } }
-        waitForSleeper(sys, r, reader: true)
+        try #require(waitForSleeper(#require(sys.pipeForTesting(r)), .WANTR))
         reader.engineThread!.interrupt(restart: true)
         usleep(20_000)
         #expect(got.get == nil)                  // restarted, asleep again
@@ -73,7 +61,7 @@ struct InterruptionTests {
         let (r, w) = try sys.pipe2()
         let n = Locked<Int?>(nil)
         let writer = TestThread { let value = try! sys.write(w, pattern(0..<40_000)); n.withLock { $0 = value } }
-        waitForSleeper(sys, r, reader: false)
+        try #require(waitForSleeper(#require(sys.pipeForTesting(r)), .WANTW))
         writer.engineThread!.interrupt()
         #expect(writer.join())
         #expect(n.get == 16384)
@@ -94,7 +82,7 @@ struct InterruptionTests {
         }
         while try sys.bytesReadable(r) == 0 { usleep(200) }
         let head = try sys.read(r, count: 5000)          // 5000 of the 64K chunk consumed
-        waitForSleeper(sys, r, reader: false)
+        try #require(waitForSleeper(#require(sys.pipeForTesting(r)), .WANTW))
         writer.engineThread!.interrupt()
         #expect(writer.join())
         #expect(n.get == 65536)                          // the whole held chunk

@@ -34,6 +34,24 @@ final class TestThread: @unchecked Sendable {
     }
 }
 
+/// Waits until `pipe`'s state shows a thread asleep in it (`flag`: `.WANTR` or `.WANTW`), then
+/// `settleMicroseconds` more (past a spin, so that the sleeper has parked). False when no
+/// sleeper showed within 10 s (scaled): the caller fails instead of hanging.
+func waitForSleeper(_ pipe: PipeEngine.Pipe, _ flag: PipeState, settleMicroseconds: UInt32 = 0) -> Bool {
+    let deadline = Date().addingTimeInterval(10 * TestThread.timeScale)
+    while Date() < deadline {
+        pipe.PIPE_LOCK()
+        let state = pipe.pipe_state
+        pipe.PIPE_UNLOCK()
+        if state.contains(flag) {
+            if settleMicroseconds > 0 { usleep(settleMicroseconds) }
+            return true
+        }
+        usleep(200)
+    }
+    return false
+}
+
 /// A value shared between test threads, guarded by a lock.
 final class Locked<T>: @unchecked Sendable {
     private var value: T

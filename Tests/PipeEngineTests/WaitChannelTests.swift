@@ -5,23 +5,6 @@ import Testing
 
 @Suite("msleep: each kind of wait (wmesg) learns its own spin estimate")
 struct WaitChannelTests {
-    /// Waits until the pipe's state says a thread is asleep in it (WANTR / WANTW), then a
-    /// little longer, so that its spin has given up and it is parked. False after 10 s (scaled).
-    func waitForParkedSleeper(_ pipe: PipeEngine.Pipe, _ flag: PipeState) -> Bool {
-        let deadline = Date().addingTimeInterval(10 * TestThread.timeScale)
-        while Date() < deadline {
-            pipe.PIPE_LOCK()
-            let state = pipe.pipe_state
-            pipe.PIPE_UNLOCK()
-            if state.contains(flag) {
-                usleep(5_000)   // past the spin budget (50 µs at most by default)
-                return true
-            }
-            usleep(200)
-        }
-        return false
-    }
-
     /// A reader's wait for data and a writer's wait for space sleep on the same channel
     /// (`&cpipe`) but last very differently; a long wait of one kind must not move the other's
     /// estimate (a shared estimate made the writer's 20 µs waits park at 64-byte writes).
@@ -35,7 +18,7 @@ struct WaitChannelTests {
         // A reader waits for data longer than it spins ("piperd").
         let got = Locked<[UInt8]>([])
         let reader = TestThread { let bytes = try! sys.read(r, count: 1); got.withLock { $0 = bytes } }
-        try #require(waitForParkedSleeper(pipe, .WANTR))
+        try #require(waitForSleeper(pipe, .WANTR, settleMicroseconds: 5_000))   // past the spin budget
         _ = try sys.write(w, [42])
         #expect(reader.join())
         #expect(got.get == [42])
@@ -51,7 +34,7 @@ struct WaitChannelTests {
         _ = try sys.fcntl(w, F_SETFL, 0)
         let wrote = Locked<Int>(0)
         let writer = TestThread { let n = try! sys.write(w, [UInt8](repeating: 2, count: 100)); wrote.withLock { $0 = n } }
-        try #require(waitForParkedSleeper(pipe, .WANTW))
+        try #require(waitForSleeper(pipe, .WANTW, settleMicroseconds: 5_000))
         #expect(wrote.get == 0)
         var drained = 0
         while drained < filled { drained += try sys.read(r, count: filled - drained).count }
