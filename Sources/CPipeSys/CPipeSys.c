@@ -14,7 +14,6 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <linux/membarrier.h>
 
 int pb_futex_wait(uint32_t *word, uint32_t expected, const struct timespec *relative_timeout) {
     long r = syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, relative_timeout, NULL, 0);
@@ -212,31 +211,3 @@ int pb_affinity_cpus(int tid, int *cpus, int capacity) {
     }
     return n;
 }
-
-int pb_borrow_membarrier_state = 0;   // 0: not tried or refused (full fences), 1: in use
-
-static void pb_borrow_register(void) {
-    long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0) {
-        __atomic_store_n(&pb_borrow_membarrier_state, 1, __ATOMIC_SEQ_CST);
-    }
-}
-
-int pb_borrow_init(void) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, pb_borrow_register);
-    return pb_borrow_uses_membarrier();
-}
-
-int pb_borrow_uses_membarrier(void) { return __atomic_load_n(&pb_borrow_membarrier_state, __ATOMIC_SEQ_CST); }
-
-void pb_borrow_heavy_fence(void) {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (pb_borrow_uses_membarrier() == 1) {
-        // Cannot fail once registered (EINVAL/EPERM are checked by the registration).
-        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-    }
-}
-
-void pb_yield(void) { sched_yield(); }

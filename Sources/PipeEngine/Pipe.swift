@@ -28,12 +28,6 @@ import Glibc
 //    takes no lock (`fget_unlocked`: a sequence counter per descriptor and counts in
 //    type-stable memory; see `DescriptorTable`). The KVA arena has its own mutex, taken with
 //    no pipe mutex held.
-//  - `read` and `write` borrow their file instead of counting a reference (`fget` + `fdrop`
-//    without the two atomic operations; see `BorrowRegistry` in Sync.swift): `close` waits
-//    until no thread borrows the file before it drops the table's reference, and a borrow is
-//    turned into a counted reference before any sleep (`WaitChannel.sleep`), so that wait is
-//    never on a sleeper. Hence: `close` must not be called with a pipe mutex held (from a
-//    `PipePolicy` check, which must not call into the engine anyway).
 //  - Hot paths borrow `Pipe`s (`File.withData`, `Pipe.withPeer`) instead of retaining them:
 //    the pair owns both ends and every `File` owns the pair, so a borrowed end outlives the
 //    system call that uses it.
@@ -187,9 +181,6 @@ class FileObject: @unchecked Sendable {
             _ = pb_fetch_and_u32(words, ~flag.rawValue)
         }
     }
-
-    /// `fhold`: takes a reference on a file known to be alive (a borrow being pinned).
-    @inline(__always) final func hold() { _ = pb_fetch_add_u32(words + 1, 1) }
 
     /// Drops a reference; true when it was the last (the caller then runs `fo_close`).
     @inline(__always) final func drop() -> Bool { pb_fetch_sub_u32(words + 1, 1) == 1 }

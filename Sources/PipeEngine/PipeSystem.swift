@@ -54,7 +54,6 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
                 log: @escaping @Sendable (String) -> Void = { message in
                     pb_write_stderr("pipe engine: \(message)")
                 }) throws(PipeEngineError) {
-        _ = pb_borrow_init()   // before any descriptor exists (see BorrowRegistry)
         kernel = try PipeKernel(config: configuration, log: log, policy: policy)
         table = DescriptorTable(limit: configuration.maxDescriptors)
         self.signalHandler = signalHandler
@@ -64,10 +63,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
 
     deinit {
         // Close what the user left open, so the arena is empty before it is unmapped.
-        for file in table.removeAll() {
-            BorrowRegistry.waitForBorrowers(of: file)
-            fdrop(file)
-        }
+        for file in table.removeAll() { fdrop(file) }
     }
 
     /// The configuration this instance was made with.
@@ -108,10 +104,7 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         }
         guard let fd1 = table.falloc(wf, cloexec: cloexec) else {
             // fdclose + fdrop(rf): rpipe is closed through its file; then close wpipe.
-            if let file = table.remove(fd0, ifStill: rf) {
-                BorrowRegistry.waitForBorrowers(of: file)
-                fdrop(file)
-            }
+            if let file = table.remove(fd0, ifStill: rf) { fdrop(file) }
             kernel.pipeclose(pp.pp_wpipe)
             throw .tooManyOpenFiles
         }
@@ -199,15 +192,12 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     @inline(__always)
     private func withPipeFile(_ fd: Int32, onKqueue: Errno,
                               _ body: (File, EngineThread) -> Result<Int, Errno>) throws(Errno) -> Int {
-        try EngineThread.currentRef._withUnsafeGuaranteedRef { (thread) -> Result<Int, Errno> in
-            let borrowing = thread.canBorrow
-            guard let ref = borrowing ? table.fgetBorrowed(fd, thread.borrowSlot) : table.fgetRef(fd) else {
-                return .failure(.badFileDescriptor)
-            }
-            defer { if borrowing { thread.endBorrow(self) } else { fdrop(ref) } }
-            return ref._withUnsafeGuaranteedRef { (fo) -> Result<Int, Errno> in
-                guard fo.f_type != .DTYPE_KQUEUE else { return .failure(onKqueue) }
-                return body(unsafeDowncast(fo, to: File.self), thread)
+        guard let ref = table.fgetRef(fd) else { throw .badFileDescriptor }
+        defer { fdrop(ref) }
+        return try ref._withUnsafeGuaranteedRef { (fo) -> Result<Int, Errno> in
+            guard fo.f_type != .DTYPE_KQUEUE else { return .failure(onKqueue) }
+            return EngineThread.currentRef._withUnsafeGuaranteedRef { thread in
+                body(unsafeDowncast(fo, to: File.self), thread)
             }
         }.get()
     }
@@ -306,7 +296,6 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     public func close(_ fd: Int32) throws(Errno) {
         guard let fp = table.remove(fd) else { throw .badFileDescriptor }
         knote_fdclose(fd, fp)
-        BorrowRegistry.waitForBorrowers(of: fp)
         fdrop(fp)
     }
 
@@ -533,11 +522,10 @@ public enum SignalTarget: Sendable, Hashable {
 /// its count's address, takes a reference only if the count is not zero
 /// (`refcount_acquire_if_not_zero`), and keeps it only if the sequence did not move; otherwise
 /// it gives the reference back and looks again. That is safe because the count lives in
-/// type-stable memory (`FileWords`). `read` and `write` use `fgetBorrowed` instead, which
-/// publishes the file in the thread's borrow slot rather than counting it (`BorrowRegistry`):
-/// they write only their thread's cache line. Slots are written only with `mutex` held, so
-/// under `mutex` a slot may be read plainly. Slots live in chunks that are never moved or
-/// freed before the table is.
+/// type-stable memory (`FileWords`). So a read or write touches only its own descriptor's
+/// cache line and its file's. Slots are written only with `mutex` held, so under `mutex` a
+/// slot may be read plainly. Slots live in chunks that are never moved or freed before the
+/// table is.
 final class DescriptorTable: @unchecked Sendable {
     /// One descriptor: its sequence counter, FD_CLOEXEC, the table's reference to the file
     /// and the file's words (read by `fget` without the file).
@@ -643,24 +631,16 @@ final class DescriptorTable: @unchecked Sendable {
     /// `fget`: the file behind `fd` with a reference held, or nil (EBADF).
     func fget(_ fd: Int32) -> FileObject? { fgetRef(fd)?.takeUnretainedValue() }
 
-    /// Descriptor `fd`'s sequence counter and its file and words fields, for the lock-free
-    /// readers; nil for a descriptor out of range or in a chunk never allocated.
-    @inline(__always)
-    private func lockFreeSlot(_ fd: Int32)
-        -> (seq: UnsafeMutablePointer<UInt32>, fields: UnsafeMutablePointer<UnsafeMutableRawPointer?>)? {
-        let i = Int(fd)
-        guard i >= 0, i < limit, let s = slot(i) else { return nil }
-        return (UnsafeMutableRawPointer(s).assumingMemoryBound(to: UInt32.self),
-                (UnsafeMutableRawPointer(s) + MemoryLayout<Slot>.offset(of: \.file)!)
-                    .assumingMemoryBound(to: UnsafeMutableRawPointer?.self))
-    }
-
     /// `fget_unlocked`: the file with a reference held, and no Swift retain — the Swift
     /// reference the table took in `falloc` belongs to the file's own count and is released
     /// by the `fdrop` that ends it, so the file outlives every holder of a reference.
     @inline(__always)
     func fgetRef(_ fd: Int32) -> Unmanaged<FileObject>? {
-        guard let (seqp, fields) = lockFreeSlot(fd) else { return nil }
+        let i = Int(fd)
+        guard i >= 0, i < limit, let s = slot(i) else { return nil }
+        let seqp = UnsafeMutableRawPointer(s).assumingMemoryBound(to: UInt32.self)
+        let fields = (UnsafeMutableRawPointer(s) + MemoryLayout<Slot>.offset(of: \.file)!)
+            .assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
         while true {
             let seq = pb_acquire_load_u32(seqp)
             if seq & 1 != 0 { pb_cpu_relax(); continue }
@@ -681,25 +661,6 @@ final class DescriptorTable: @unchecked Sendable {
             if let owner = FileWords.owner(words.assumingMemoryBound(to: UInt32.self)) {
                 system.fdrop(owner)
             }
-        }
-    }
-
-    /// `fget_unlocked` without the reference: publishes the file in the calling thread's
-    /// borrow slot, then checks the descriptor still holds it (see `BorrowRegistry`). The
-    /// caller ends the borrow (`EngineThread.endBorrow`).
-    @inline(__always)
-    func fgetBorrowed(_ fd: Int32, _ borrowSlot: UnsafeMutablePointer<UInt>) -> Unmanaged<FileObject>? {
-        guard let (seqp, fields) = lockFreeSlot(fd) else { return nil }
-        while true {
-            let seq = pb_acquire_load_u32(seqp)
-            if seq & 1 != 0 { pb_cpu_relax(); continue }
-            guard let file = pb_acquire_load_ptr(fields) else {
-                if pb_acquire_load_u32(seqp) == seq { return nil }
-                continue
-            }
-            pb_borrow_publish(borrowSlot, UInt(bitPattern: file))
-            if pb_acquire_load_u32(seqp) == seq { return Unmanaged.fromOpaque(file) }
-            pb_borrow_end(borrowSlot)
         }
     }
 

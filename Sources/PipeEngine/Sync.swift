@@ -122,7 +122,6 @@ final class WaitChannel: Kickable, @unchecked Sendable {
                strategy: WaitStrategy) -> Errno? {
         let thread = EngineThread.current
         if interruptible, let error = thread.takeInterruption() { return error }
-        thread.pinBorrowedFile()
         let observed = generation
         thread.enterSleep(on: self)
         mutex.unlock()
@@ -199,11 +198,6 @@ public final class EngineThread: @unchecked Sendable {
     unowned(unsafe) private var sleepingOn: (any Kickable)?
     /// 0: none, 1: EINTR pending, 2: ERESTART pending.
     private let pending: UnsafeMutablePointer<UInt32>
-    /// The file this thread's read or write uses without a reference (0: none): written by
-    /// this thread only, read by `close` (`BorrowRegistry`). A cache line of its own.
-    let borrowSlot: UnsafeMutablePointer<UInt>
-    /// The borrowed file, turned into a counted reference before this thread slept.
-    private var pinnedFile: Unmanaged<FileObject>?
     private var signalCounts: [Signal: Int] = [:]
     /// The kernel thread id (`gettid`), for messages and tests.
     public let tid: Int32
@@ -212,40 +206,9 @@ public final class EngineThread: @unchecked Sendable {
         pending = .allocate(capacity: 1)
         pending.initialize(to: 0)
         tid = pb_gettid()
-        borrowSlot = BorrowRegistry.take()
     }
 
-    deinit {
-        BorrowRegistry.give(borrowSlot)
-        pending.deallocate()
-    }
-
-    /// True when no borrow is in progress on this thread (a call made from inside another
-    /// one, through a callback, takes a counted reference instead).
-    @inline(__always) var canBorrow: Bool { borrowSlot.pointee == 0 && pinnedFile == nil }
-
-    /// Ends this thread's borrow: the slot is cleared, or the reference it was turned into is
-    /// dropped (which may be the file's last).
-    @inline(__always) func endBorrow(_ system: PipeSystem) {
-        if let pinned = pinnedFile {
-            pinnedFile = nil
-            system.fdrop(pinned)
-        } else {
-            pb_borrow_end(borrowSlot)
-        }
-    }
-
-    /// `fhold` on the borrowed file, before a sleep: a borrow becomes a counted reference
-    /// whenever its call may wait unboundedly, so that `close`, which waits for borrows to
-    /// end, never waits on a sleeper. Called by this thread only.
-    @inline(__always) func pinBorrowedFile() {
-        let raw = borrowSlot.pointee
-        if raw == 0 { return }
-        let file = Unmanaged<FileObject>.fromOpaque(UnsafeRawPointer(bitPattern: raw)!)
-        file._withUnsafeGuaranteedRef { $0.hold() }
-        pinnedFile = file
-        pb_borrow_end(borrowSlot)
-    }
+    deinit { pending.deallocate() }
 
     nonisolated(unsafe) private static var key: pthread_key_t = {
         var key = pthread_key_t()
@@ -389,71 +352,6 @@ private final class AlarmContext: @unchecked Sendable {
             }
             var ts = timespec(tv_sec: Int(left / 1_000_000_000), tv_nsec: Int(left % 1_000_000_000))
             _ = pb_futex_wait(alarm.cancelled, 0, &ts)
-        }
-    }
-}
-
-/// Every engine thread's borrow slot. A read or write borrows its file instead of counting a
-/// reference (two atomic read-modify-writes on every call, in `fget` and `fdrop`): it
-/// publishes the file in its slot, then checks the descriptor still holds it
-/// (`DescriptorTable.fgetBorrowed`, `pb_borrow_publish`). `close` removes the descriptor, then
-/// waits here until no slot holds the file before it drops the table's reference, so a call
-/// in progress still keeps its file, as in FreeBSD: in effect the file's count counts borrows
-/// too. A borrow never sleeps (`WaitChannel.sleep` pins it first), so the wait is bounded by a
-/// call's non-blocking part.
-///
-/// Locking: `lock` guards `slots` (a thread's position, reused after it exits) and `spare`.
-/// The wait itself holds no lock. The slots are type-stable (recycled, never freed), so a
-/// waiter may still read the slot of a thread that exited meanwhile.
-enum BorrowRegistry {
-    private static let lock = PipeMutex()
-    nonisolated(unsafe) private static var slots: [UnsafeMutablePointer<UInt>?] = []
-    nonisolated(unsafe) private static var spare: [UnsafeMutablePointer<UInt>] = []
-
-    /// A zeroed slot for a new thread, registered.
-    static func take() -> UnsafeMutablePointer<UInt> {
-        lock.lock()
-        defer { lock.unlock() }
-        let slot = spare.popLast() ?? allocateCacheLine(of: UInt.self)
-        if let free = slots.firstIndex(of: nil) { slots[free] = slot } else { slots.append(slot) }
-        return slot
-    }
-
-    /// A thread's slot, given back as it exits (it borrows nothing then).
-    static func give(_ slot: UnsafeMutablePointer<UInt>) {
-        lock.lock()
-        defer { lock.unlock() }
-        if let i = slots.firstIndex(of: slot) { slots[i] = nil }
-        spare.append(slot)
-    }
-
-    /// Waits until no thread borrows `file`, whose descriptor the caller has removed. The
-    /// calling thread's own borrow (a close made from inside a call on the same file, through
-    /// a signal handler) is pinned instead.
-    static func waitForBorrowers(of file: FileObject) {
-        let bits = UInt(bitPattern: Unmanaged.passUnretained(file).toOpaque())
-        let current = EngineThread.current
-        if pb_borrow_load(current.borrowSlot) == bits { current.pinBorrowedFile() }
-        // Threads that register after the removal look the descriptor up after it, too.
-        lock.lock()
-        let alone = slots.count { $0 != nil } == 1
-        lock.unlock()
-        if alone { return }
-        pb_borrow_heavy_fence()
-        var i = 0
-        while true {
-            lock.lock()
-            let slot = i < slots.count ? slots[i] : nil
-            let more = i < slots.count
-            lock.unlock()
-            guard more else { return }
-            i += 1
-            guard let slot, slot != current.borrowSlot else { continue }
-            var spins = 0
-            while pb_borrow_load(slot) == bits {
-                spins += 1
-                if spins < 1_000 { pb_cpu_relax() } else { pb_yield() }
-            }
         }
     }
 }

@@ -90,40 +90,6 @@ static inline void pb_unlock(uint32_t *word) {
     }
 }
 
-// MARK: borrowing a file for one call (an asymmetric Dekker handshake)
-//
-// A read or write publishes the file it uses in its thread's borrow slot, then re-reads the
-// descriptor; close removes the descriptor, runs `pb_borrow_heavy_fence`, then reads every
-// slot. Either the borrower sees the descriptor gone, or close sees the slot. The borrower's
-// side needs only a compiler barrier when close's side is `membarrier(PRIVATE_EXPEDITED)`
-// (which makes every running thread of the process execute a full barrier); where the kernel
-// lacks it, both sides use a full fence.
-
-/// Registers the process for `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` (once; later calls
-/// return the first answer). Returns 1 when the cheap borrower side is in use.
-int pb_borrow_init(void);
-/// 1 when `pb_borrow_init` succeeded in registering for `membarrier`.
-int pb_borrow_uses_membarrier(void);
-extern int pb_borrow_membarrier_state;
-/// The borrower's side: publish `value` in `slot`, ordered before the loads that follow.
-static inline void pb_borrow_publish(uintptr_t *slot, uintptr_t value) {
-    __atomic_store_n(slot, value, __ATOMIC_RELAXED);
-    if (__builtin_expect(__atomic_load_n(&pb_borrow_membarrier_state, __ATOMIC_RELAXED) == 1, 1)) {
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    } else {
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    }
-}
-/// The borrower's side: end the borrow; everything the call did happens before it.
-static inline void pb_borrow_end(uintptr_t *slot) { __atomic_store_n(slot, 0, __ATOMIC_RELEASE); }
-/// What a slot holds now (close's side, after `pb_borrow_heavy_fence`).
-static inline uintptr_t pb_borrow_load(const uintptr_t *slot) { return __atomic_load_n(slot, __ATOMIC_ACQUIRE); }
-/// Close's side: order its removal of the descriptor before its reads of the slots, in every
-/// thread of the process.
-void pb_borrow_heavy_fence(void);
-/// `sched_yield`.
-void pb_yield(void);
-
 // MARK: memory
 
 enum {

@@ -3,15 +3,15 @@ import Glibc
 import Testing
 @testable import PipeEngine
 
-/// Reads and writes borrow their file instead of counting a reference (`BorrowRegistry`);
-/// `close` waits for borrows to end. These pin down what that must not change: a call in
-/// progress keeps its file, a close never waits on a sleeper, and a call made from inside
-/// another one (a signal handler) is safe. `StressTests.lockFreeFgetRacesCloseAndDescriptorReuse`
-/// races borrows against closes and descriptor reuse.
-@Suite("borrowed files: close against calls in progress")
-struct BorrowTests {
-    /// A reader asleep on its descriptor pinned its borrow: `close` from another thread
-    /// returns at once, and the sleeping read still gets the next byte through its file.
+/// `close` against a call in progress on the same file, as FreeBSD has it: the call keeps
+/// its file (its reference), so the pipe end is shut down only when the call returns; a close
+/// never waits for a call, sleeping or not; and a call made from inside another one (a signal
+/// handler) is safe. `StressTests.lockFreeFgetRacesCloseAndDescriptorReuse` races calls
+/// against closes and descriptor reuse.
+@Suite("close against calls in progress")
+struct CloseInProgressTests {
+    /// A reader asleep on its descriptor holds its file: `close` from another thread returns at
+    /// once, and the sleeping read still gets the next byte through that file.
     @Test func closeDoesNotWaitForASleepingCallWhichKeepsItsFile() throws {
         let sys = try quietSystem()
         let (r, w) = try sys.pipe2()
@@ -23,7 +23,7 @@ struct BorrowTests {
         }
         try #require(waitForSleeper(#require(sys.pipeForTesting(r)), .WANTR))
         let closer = TestThread { try? sys.close(r) }
-        // A close that waited for the sleeping borrower would never return.
+        // A close that waited for the sleeping call would never return.
         #expect(closer.join(timeout: 10))
         #expect(sys.openDescriptors == 1)
         #expect(throws: Errno.badFileDescriptor) { var b: UInt8 = 0; _ = try sys.read(r, &b, 1) }
@@ -58,7 +58,7 @@ struct BorrowTests {
         inside.withLock { $0 = (sys, w, otherW) }
         try sys.close(r)
 
-        // On a thread of its own: a close that waited for its own call's borrow would hang.
+        // On a thread of its own: a close that waited for its own call would hang.
         let outer = Locked<Errno?>(nil)
         let writer = TestThread {
             var byte: UInt8 = 1
