@@ -1,4 +1,4 @@
-"""Charts of a pipebench results CSV (schema pipebench-csv/2, or /1). See scripts/plot."""
+"""Charts of a pipebench results CSV (schema pipebench-csv/3, or /2, /1). See scripts/plot."""
 import csv
 import math
 import os
@@ -12,9 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-SCHEMA = "pipebench-csv/2"
-# Version 1 lacks the pairs, fanin and kernel pipe size columns (read with .get, empty when absent).
-SCHEMAS = (SCHEMA, "pipebench-csv/1")
+SCHEMA = "pipebench-csv/3"
+# Version 2 lacks the round probes, version 1 also the pairs, fanin and kernel pipe size
+# columns (read with .get, empty when absent).
+SCHEMAS = (SCHEMA, "pipebench-csv/2", "pipebench-csv/1")
 
 
 def fail(msg):
@@ -66,7 +67,7 @@ def footer(fig, rows):
     fig.text(0.01, 0.005, text, fontsize=7, color="gray")
 
 
-# Parameter columns (those that identify a configuration), as both schema versions order them.
+# Parameter columns (those that identify a configuration), as every schema version orders them.
 FIRST_PARAMETER, LAST_PARAMETER = "workload", "memory_node"
 # Columns a chart's x axis or its own derivation covers (read size defaults to the write size,
 # total to 2048 writes, so both follow the write size).

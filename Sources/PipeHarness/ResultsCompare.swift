@@ -54,6 +54,39 @@ public enum ResultsSummary {
         }
     }
 
+    /// Rounds of a run that ran on a slower placement than its fastest round: on a VM the host
+    /// moves the vCPUs, and a cache line's round trip between the two CPUs can change several
+    /// times over (~60 against ~320 ns on the machine of `results/`).
+    public struct PlacementDrift: Sendable, Equatable {
+        /// The fastest and slowest round's core-to-core round trip, ns.
+        public let fastestNs: Double
+        public let slowestNs: Double
+        /// Rounds (0-based `repetition`) whose round trip exceeded `threshold` × the fastest.
+        public let slowRounds: [Int]
+        public let rounds: Int
+    }
+
+    /// A round whose probe read more than this many times the fastest ran on another placement.
+    public static let placementDriftThreshold = 1.5
+
+    /// The rounds of each run in `t` that ran on a slower placement (`probe_round_ns`), or nil
+    /// when every round's probe was within `placementDriftThreshold` of the fastest, or the
+    /// table has no round probes (files before schema version 3).
+    public static func placementDrift(_ t: ResultsTable) -> PlacementDrift? {
+        var probeByRound: [String: (round: Int, ns: Double)] = [:]
+        for row in t.rows.indices {
+            guard let round = Int(t.value(row, "repetition")),
+                  let ns = Double(t.value(row, "probe_round_ns")) else { continue }
+            probeByRound[t.value(row, "run_id") + "#\(round)"] = (round, ns)
+        }
+        let probes = probeByRound.values
+        guard let fastest = probes.map(\.ns).min(), let slowest = probes.map(\.ns).max(),
+              slowest > placementDriftThreshold * fastest else { return nil }
+        let slow = Set(probes.filter { $0.ns > placementDriftThreshold * fastest }.map(\.round))
+        return PlacementDrift(fastestNs: fastest, slowestNs: slowest, slowRounds: slow.sorted(),
+                              rounds: Set(probes.map(\.round)).count)
+    }
+
     /// The parameter values of a row, as one string (what `compare` matches on).
     public static func parameterKey(_ t: ResultsTable, _ row: Int, ignoring: Set<String> = []) -> String {
         ResultsSchema.parameterColumns.filter { !ignoring.contains($0) }.map { t.value(row, $0) }.joined(separator: "\u{1F}")

@@ -69,13 +69,12 @@ extension ResultsTable {
         guard let file = try? JSONDecoder().decode(JSONFile.self, from: Data(text.utf8)) else {
             throw ResultsError(.input, "\(name) is not a pipebench results JSON (schema \(ResultsSchema.jsonVersion)); give a file written by pipebench")
         }
-        let isVersion1 = file.schema == ResultsSchema.jsonVersion1
-        guard file.schema == ResultsSchema.jsonVersion || isVersion1 else {
-            throw ResultsError(.input, "\(name) has schema '\(file.schema)', this pipebench reads \(ResultsSchema.jsonVersion) (and \(ResultsSchema.jsonVersion1))")
+        guard let version = ResultsSchema.readableVersion(file.schema, json: true) else {
+            throw ResultsError(.input, "\(name) has schema '\(file.schema)', this pipebench reads \(ResultsSchema.readableSchemas(json: true))")
         }
-        // Version 1 lacks the columns version 2 added; they read as empty.
-        guard file.columns == (isVersion1 ? ResultsSchema.version1ColumnNames : ResultsSchema.columnNames) else {
-            throw ResultsError(.input, "\(name): columns differ from \(ResultsSchema.jsonVersion); give an unmodified pipebench JSON")
+        // Older versions lack the columns later ones added; they read as empty.
+        guard file.columns == ResultsSchema.columnNames(ofVersion: version) else {
+            throw ResultsError(.input, "\(name): columns differ from \(ResultsSchema.jsonSchema(version)); give an unmodified pipebench JSON")
         }
         var rows: [[String]] = []
         for (n, object) in file.rows.enumerated() {
@@ -89,10 +88,10 @@ extension ResultsTable {
                 case .string(let s): r[i] = s
                 }
             }
-            if isVersion1 && r[0] == ResultsSchema.csvVersion1 { r[0] = ResultsSchema.csvVersion }
-            guard r[0] == ResultsSchema.csvVersion else {
-                throw ResultsError(.input, "\(name): row \(n + 1) has schema '\(r[0])', this pipebench reads \(ResultsSchema.csvVersion)")
+            guard r[0] == ResultsSchema.csvSchema(version) else {
+                throw ResultsError(.input, "\(name): row \(n + 1) has schema '\(r[0])', the file's \(ResultsSchema.csvSchema(version))")
             }
+            r[0] = ResultsSchema.csvVersion
             rows.append(r)
         }
         return ResultsTable(rows: rows)

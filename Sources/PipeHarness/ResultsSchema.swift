@@ -15,22 +15,48 @@ public struct ResultsError: Error, CustomStringConvertible, Equatable, Sendable 
     public var description: String { message }
 }
 
-/// The columns of a pipebench results file, in their documented order. Version 2: version 1
-/// plus the pairs and fanin columns and the kernel pipe size asked for (`addedInVersion2`).
-/// Files of version 1 are still read, their rows moved into version 2's columns with the new
-/// ones empty.
+/// The columns of a pipebench results file, in their documented order. Version 3: version 2
+/// plus the core-to-core probe of each round (`addedInVersion3`); version 2: version 1 plus
+/// the pairs and fanin columns and the kernel pipe size asked for (`addedInVersion2`). Files
+/// of versions 1 and 2 are still read, their rows moved into this version's columns with the
+/// newer ones empty.
 public enum ResultsSchema {
-    public static let csvVersion = "pipebench-csv/2"
-    public static let jsonVersion = "pipebench-json/2"
-    public static let csvVersion1 = "pipebench-csv/1"
-    public static let jsonVersion1 = "pipebench-json/1"
+    public static let version = 3
+    public static let csvVersion = csvSchema(version)
+    public static let jsonVersion = jsonSchema(version)
+    public static let csvVersion1 = csvSchema(1)
+    public static let jsonVersion1 = jsonSchema(1)
+
+    static func csvSchema(_ v: Int) -> String { "pipebench-csv/\(v)" }
+    static func jsonSchema(_ v: Int) -> String { "pipebench-json/\(v)" }
 
     /// The columns version 2 added; version 1's columns are the others, in the same order.
     public static let addedInVersion2: Set<String> = [
         "pairs", "pair_cpus", "writers", "mux", "kernel_pipe_size_asked_B",
         "stream_min_GBps", "stream_max_GBps", "streams_GBps", "mux_calls", "ready_events", "empty_reads",
     ]
-    public static let version1ColumnNames: [String] = columnNames.filter { !addedInVersion2.contains($0) }
+    /// The columns version 3 added.
+    public static let addedInVersion3: Set<String> = ["probe_round_ns"]
+
+    /// The columns of version `v` (1 through `version`), in order.
+    public static func columnNames(ofVersion v: Int) -> [String] {
+        columnNames.filter { name in
+            !(v < 3 && addedInVersion3.contains(name)) && !(v < 2 && addedInVersion2.contains(name))
+        }
+    }
+    public static let version1ColumnNames: [String] = columnNames(ofVersion: 1)
+
+    /// The version a row's `schema` field names (`pipebench-csv/N`, or the JSON form), if this
+    /// pipebench reads it.
+    static func readableVersion(_ schema: String, json: Bool) -> Int? {
+        (1...version).first { (json ? jsonSchema($0) : csvSchema($0)) == schema }
+    }
+
+    /// What this pipebench reads, for messages.
+    static func readableSchemas(json: Bool) -> String {
+        let all = (1...version).reversed().map { json ? jsonSchema($0) : csvSchema($0) }
+        return "\(all[0]) (and \(all.dropFirst().joined(separator: ", ")))"
+    }
 
     public enum ColumnType: String, Sendable { case text, integer, number, boolean }
     public enum Group: String, Sendable, CaseIterable { case run, parameter, metric, probe, environment }
@@ -47,7 +73,7 @@ public enum ResultsSchema {
     }
 
     public static let columns: [Column] = [
-        c("schema", .text, .run, "Schema and version of the row: `pipebench-csv/2`."),
+        c("schema", .text, .run, "Schema and version of the row: `\(csvVersion)`."),
         c("run_id", .text, .run, "One invocation of pipebench (UTC start time and process id); shards of a sweep have different ids."),
         c("label", .text, .run, "Readable name of the configuration, unique within a run (`engine-direct`, `stream engine w=4K md=8K`)."),
         c("repetition", .integer, .run, "0-based repetition of this configuration."),
@@ -131,6 +157,7 @@ public enum ResultsSchema {
         c("probe_cpus", .text, .probe, "The two CPUs of the core-to-core probe (`0;1`)."),
         c("probe_before_ns", .number, .probe, "Median cache-line round trip between them just before the run."),
         c("probe_after_ns", .number, .probe, "The same just after the run."),
+        c("probe_round_ns", .number, .probe, "The same just before this repetition's round (each round runs every configuration once): shows which rounds ran while the host had moved the vCPUs."),
         c("env_hostname", .text, .environment, "Host name."),
         c("env_kernel", .text, .environment, "Kernel release (`uname -r`)."),
         c("env_arch", .text, .environment, "Machine (`uname -m`)."),
@@ -273,29 +300,19 @@ public struct ResultsTable: Sendable, Equatable {
         guard header.first == "schema" else {
             throw ResultsError(.input, "\(name) is not a pipebench results CSV (its first column is '\(header.first ?? "")', expected 'schema'); give a CSV written by pipebench")
         }
-        let version = records.count > 1 ? records[1].first ?? "" : ""
-        if !version.isEmpty && version != ResultsSchema.csvVersion && version != ResultsSchema.csvVersion1 {
-            throw ResultsError(.input, "\(name) has schema '\(version)', this pipebench reads \(ResultsSchema.csvVersion) (and \(ResultsSchema.csvVersion1)); convert it with the pipebench that wrote it")
+        let schema = records.count > 1 ? records[1].first ?? "" : ""
+        // The version: the first row's, or for a file without rows, the one its header is.
+        let version = schema.isEmpty
+            ? (1...ResultsSchema.version).last { ResultsSchema.columnNames(ofVersion: $0) == header } ?? ResultsSchema.version
+            : ResultsSchema.readableVersion(schema, json: false)
+        guard let version else {
+            throw ResultsError(.input, "\(name) has schema '\(schema)', this pipebench reads \(ResultsSchema.readableSchemas(json: false)); convert it with the pipebench that wrote it")
         }
-        if header == ResultsSchema.version1ColumnNames && version != ResultsSchema.csvVersion {
-            // Version 1: the same columns less those version 2 added; move each row over.
-            var rows: [[String]] = []
-            for (n, r) in records.dropFirst().enumerated() {
-                if r.count == 1 && r[0].isEmpty { continue }
-                guard r.count == header.count else {
-                    throw ResultsError(.input, "\(name): row \(n + 2) has \(r.count) fields, the header \(header.count); the file is damaged")
-                }
-                guard r[0] == ResultsSchema.csvVersion1 else {
-                    throw ResultsError(.input, "\(name): row \(n + 2) has schema '\(r[0])', the file's header is \(ResultsSchema.csvVersion1)'s")
-                }
-                rows.append(upgradeVersion1Row(r))
-            }
-            return ResultsTable(rows: rows)
-        }
-        guard header == ResultsSchema.columnNames else {
-            let missing = ResultsSchema.columnNames.filter { !header.contains($0) }
-            let extra = header.filter { ResultsSchema.index[$0] == nil }
-            throw ResultsError(.input, "\(name): columns differ from \(ResultsSchema.csvVersion) (missing: \(missing.joined(separator: " ")); unknown: \(extra.joined(separator: " "))); give an unmodified pipebench CSV")
+        let columns = ResultsSchema.columnNames(ofVersion: version)
+        guard header == columns else {
+            let missing = columns.filter { !header.contains($0) }
+            let extra = header.filter { !columns.contains($0) }
+            throw ResultsError(.input, "\(name): columns differ from \(ResultsSchema.csvSchema(version)) (missing: \(missing.joined(separator: " ")); unknown: \(extra.joined(separator: " "))); give an unmodified pipebench CSV")
         }
         var rows: [[String]] = []
         for (n, r) in records.dropFirst().enumerated() {
@@ -303,18 +320,18 @@ public struct ResultsTable: Sendable, Equatable {
             guard r.count == header.count else {
                 throw ResultsError(.input, "\(name): row \(n + 2) has \(r.count) fields, the header \(header.count); the file is damaged")
             }
-            guard r[0] == ResultsSchema.csvVersion else {
-                throw ResultsError(.input, "\(name): row \(n + 2) has schema '\(r[0])', this pipebench reads \(ResultsSchema.csvVersion)")
+            guard r[0] == ResultsSchema.csvSchema(version) else {
+                throw ResultsError(.input, "\(name): row \(n + 2) has schema '\(r[0])', the file's first row \(ResultsSchema.csvSchema(version))")
             }
-            rows.append(r)
+            rows.append(version == ResultsSchema.version ? r : upgradeRow(r, columns: columns))
         }
         return ResultsTable(rows: rows)
     }
 
-    /// A row of version 1's columns as a row of this version (new columns empty).
-    static func upgradeVersion1Row(_ r: [String]) -> [String] {
+    /// A row of an older version's `columns` as a row of this version (newer columns empty).
+    static func upgradeRow(_ r: [String], columns: [String]) -> [String] {
         var out = emptyRow()
-        for (j, column) in ResultsSchema.version1ColumnNames.enumerated() where j > 0 {
+        for (j, column) in columns.enumerated() where j > 0 {
             out[ResultsSchema.index[column]!] = r[j]
         }
         return out

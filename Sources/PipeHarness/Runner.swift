@@ -57,6 +57,8 @@ public struct Repetition: Codable, Sendable {
     public var pairs: PairsResult? = nil
     public var kvaPressure: KVAPressureResult? = nil
     public var fanin: FanInResult? = nil
+    /// The core-to-core round trip measured just before this repetition's round, ns.
+    public var roundProbeNs: Double? = nil
 }
 
 public struct ConfigurationReport: Codable, Sendable {
@@ -95,8 +97,9 @@ public struct RunReport: Codable, Sendable {
 /// on a VM the speed of cross-core traffic drifts over minutes as the host moves vCPUs: run in
 /// blocks, a drift would look like a difference between configurations; interleaved, it
 /// spreads over all of them. Warm-up rounds (same interleaving) are run and discarded.
-/// A core-to-core probe is taken just before the first repetition and after the last, so a
-/// report shows whether the placement changed under it.
+/// A core-to-core probe is taken just before the first repetition and after the last, and a
+/// shorter one before each round, so a report shows whether, and in which rounds, the
+/// placement changed under it.
 public struct Runner: Sendable {
     public struct Probe: Sendable {
         public var cpuA: Int
@@ -135,6 +138,9 @@ public struct Runner: Sendable {
         self.bootstrapSeed = bootstrapSeed
         self.progress = progress
     }
+
+    /// A round's probe makes this fraction of the run probe's round trips (under a millisecond).
+    static let roundProbeFraction = 10
 
     /// The probe used when none is given.
     public static func defaultProbe(for configurations: [RunConfiguration]) -> Probe {
@@ -177,10 +183,14 @@ public struct Runner: Sendable {
         var collected = [[Repetition]](repeating: [], count: configurations.count)
         var order = 0
         for round in 0..<repetitions {
+            let roundProbe = try CoreProbe.measure(
+                cpuA: probeSettings.cpuA, cpuB: probeSettings.cpuB,
+                roundTrips: max(100, probeSettings.roundTrips / Self.roundProbeFraction))
             for (i, c) in configurations.enumerated() {
                 progress?("repetition \(round + 1)/\(repetitions): \(c.name)")
                 var rep = try Self.measure(c.workload)
                 rep.order = order
+                rep.roundProbeNs = roundProbe.medianNs
                 order += 1
                 collected[i].append(rep)
             }

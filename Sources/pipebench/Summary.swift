@@ -176,6 +176,12 @@ enum SummaryPrinter {
                 return "\(t.value(i, "writer_cpu").isEmpty ? "any" : t.value(i, "writer_cpu"))/\(t.value(i, "reader_cpu").isEmpty ? "any" : t.value(i, "reader_cpu"))"
             }).sorted()
             out.append("Writer/reader CPUs (pingpong: client/server): \(placements.joined(separator: ", ")); memcpy uses the writer's.")
+            if let drift = ResultsSummary.placementDrift(t) {
+                out.append(String(format: "Placement changed during the run: the probe before each round read %.0f-%.0f ns; ", drift.fastestNs, drift.slowestNs)
+                    + "\(drift.slowRounds.count) of \(drift.rounds) rounds (repetition \(drift.slowRounds.map(String.init).joined(separator: ","))) "
+                    + String(format: "ran above %.1fx the fastest. Ratios pair rounds, so each compares like with like; ", ResultsSummary.placementDriftThreshold)
+                    + "medians and intervals mix the placements (column probe_round_ns).")
+            }
             if t.value(r, "env_build") == "debug" { out.append("Note: a debug build; measure with `swift build -c release`.") }
         }
         if footnote { out.append("* fewer than 6 repetitions: the interval is min-max and covers the median with less than 95%.") }

@@ -214,6 +214,11 @@ func write(_ text: String, _ path: String) {
         #expect(t.value(0, "write_size_B") == "4096")
         #expect(t.value(0, "total_B") == "262144")
         #expect(t.value(0, "pipe_mindirect_B") == "", "engine parameters are empty for other transports")
+        // Each round's probe is on each of its rows: one value per round, shared by its rows.
+        for round in ["0", "1"] {
+            let probes = Set(t.rows.indices.filter { t.value($0, "repetition") == round }.map { t.value($0, "probe_round_ns") })
+            #expect(probes.count == 1 && Double(probes.first!).map { $0 > 0 } == true, "\(probes)")
+        }
 
         // NDJSON progress: every stdout line is a JSON object, first start, last done.
         let j = try pipebench(["run", "--workload", "pingpong", "--transport", "linux-pipe", "--iterations", "200",
@@ -296,21 +301,44 @@ func write(_ text: String, _ path: String) {
         }
     }
 
-    /// A results file of schema version 1 (before the pairs and fanin columns) is still read.
-    @Test func version1FilesAreStillRead() throws {
-        let t = table([("engine", "engine", samples(2.0, 3))])
-        var v1 = [ResultsSchema.version1ColumnNames.joined(separator: ",")]
-        for r in t.rows.indices {
-            v1.append(ResultsSchema.version1ColumnNames.enumerated().map { j, c in
-                j == 0 ? ResultsSchema.csvVersion1 : ResultsTable.csvField(t.value(r, c))
-            }.joined(separator: ","))
-        }
-        let back = try ResultsTable.parseCSV(v1.joined(separator: "\r\n") + "\r\n", name: "v1.csv")
-        #expect(back == t)
+    /// Results files of schema versions 1 (before the pairs and fanin columns) and 2 (before
+    /// the round probes) are still read, as CSV and as JSON, and compare with today's.
+    @Test func olderVersionsAreStillRead() throws {
+        var t = table([("engine", "engine", samples(2.0, 3))])
+        for r in t.rows.indices { ResultsTable.set(&t.rows[r], "pairs", "1") }   // a version 2 column
         let dir = makeTempDir()
-        write(v1.joined(separator: "\r\n") + "\r\n", dir + "/v1.csv")
-        write(t.csv(), dir + "/v2.csv")
-        #expect(try pipebench(["compare", "v1.csv", "v2.csv"], in: dir).status == 0)
+        for version in 1..<ResultsSchema.version {
+            let columns = ResultsSchema.columnNames(ofVersion: version)
+            var old = t
+            for r in old.rows.indices {   // what that version could hold: newer columns empty
+                for c in ResultsSchema.columnNames where !columns.contains(c) { ResultsTable.set(&old.rows[r], c, nil) }
+            }
+            var lines = [columns.joined(separator: ",")]
+            for r in t.rows.indices {
+                lines.append(columns.enumerated().map { j, c in
+                    j == 0 ? "pipebench-csv/\(version)" : ResultsTable.csvField(t.value(r, c))
+                }.joined(separator: ","))
+            }
+            let csv = lines.joined(separator: "\r\n") + "\r\n"
+            #expect(try ResultsTable.parseCSV(csv, name: "v\(version).csv") == old, "version \(version)")
+            let rowObjects: [[String: Any]] = t.rows.indices.map { r in
+                Dictionary(uniqueKeysWithValues: columns.enumerated().map { j, c -> (String, Any) in
+                    let v = j == 0 ? "pipebench-csv/\(version)" : t.value(r, c)
+                    return (c, v.isEmpty ? NSNull() : v)
+                })
+            }
+            let file: [String: Any] = ["schema": "pipebench-json/\(version)", "columns": columns, "rows": rowObjects]
+            let json = String(decoding: try JSONSerialization.data(withJSONObject: file), as: UTF8.self)
+            #expect(try ResultsTable.parseJSON(json, name: "v\(version).json") == old, "version \(version) JSON")
+            write(csv, dir + "/v\(version).csv")
+            write(old.csv(), dir + "/now\(version).csv")
+            let compared = try pipebench(["compare", "v\(version).csv", "now\(version).csv"], in: dir)
+            #expect(compared.status == 0, "version \(version): \(compared.stderr)")
+        }
+        // A header of version 2 under rows that say version 3 is a damaged file.
+        let mixed = ResultsSchema.columnNames(ofVersion: 2).joined(separator: ",") + "\r\n"
+            + ResultsSchema.columnNames(ofVersion: 2).enumerated().map { j, _ in j == 0 ? ResultsSchema.csvVersion : "" }.joined(separator: ",") + "\r\n"
+        #expect(throws: ResultsError.self) { try ResultsTable.parseCSV(mixed, name: "mixed.csv") }
     }
 
     @Test func helpHasExamplesForEveryCommand() throws {

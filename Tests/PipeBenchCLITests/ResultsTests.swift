@@ -101,9 +101,12 @@ func table(_ configs: [(String, String, [Double])], runID: String = "r1") -> Res
         // Every parameter axis has a parameter column (the one it fills) ...
         #expect(ResultsSchema.column("kernel_pipe_size_asked_B")?.group == .parameter)
         #expect(ResultsSchema.column("kernel_pipe_size_B")?.group == .metric)
-        // ... and version 1's columns are exactly those version 2 did not add.
-        #expect(ResultsSchema.version1ColumnNames.count + ResultsSchema.addedInVersion2.count == names.count)
-        #expect(ResultsSchema.addedInVersion2.allSatisfy { ResultsSchema.column($0) != nil })
+        // ... and each version's columns are exactly those later versions did not add.
+        #expect(ResultsSchema.version1ColumnNames.count + ResultsSchema.addedInVersion2.count
+                + ResultsSchema.addedInVersion3.count == names.count)
+        #expect(ResultsSchema.columnNames(ofVersion: 2).count + ResultsSchema.addedInVersion3.count == names.count)
+        #expect(ResultsSchema.columnNames(ofVersion: ResultsSchema.version) == names)
+        #expect(ResultsSchema.addedInVersion2.union(ResultsSchema.addedInVersion3).allSatisfy { ResultsSchema.column($0) != nil })
     }
 
     @Test func atomicWriteNeverOverwritesWithoutForce() throws {
@@ -195,5 +198,43 @@ func table(_ configs: [(String, String, [Double])], runID: String = "r1") -> Res
         let c = try ResultsComparison(baseline: a, candidate: b)
         #expect(c.entries[0].verdict == .tooFew)
         #expect(c.exitCode == 0)
+    }
+}
+
+@Suite struct PlacementDriftTests {
+    /// Two configurations, one probe per round on both of its rows.
+    func run(probes: [Double?]) -> ResultsTable {
+        var rows: [[String]] = []
+        for (round, ns) in probes.enumerated() {
+            for label in ["a", "b"] {
+                var r = syntheticRow(label: label, repetition: round, throughput: 1)
+                ResultsTable.set(&r, "probe_round_ns", ns.map(ResultsTable.formatNumber))
+                rows.append(r)
+            }
+        }
+        return ResultsTable(rows: rows)
+    }
+
+    @Test func roundsOnASlowerPlacementAreNamed() {
+        let drift = ResultsSummary.placementDrift(run(probes: [62, 64, 320, 63, 315]))
+        #expect(drift == ResultsSummary.PlacementDrift(fastestNs: 62, slowestNs: 320, slowRounds: [2, 4], rounds: 5))
+    }
+
+    @Test func steadyOrUnprobedRunsHaveNone() {
+        #expect(ResultsSummary.placementDrift(run(probes: [62, 64, 90, 63])) == nil)   // under 1.5x
+        #expect(ResultsSummary.placementDrift(run(probes: [nil, nil])) == nil)         // schema 1 and 2 files
+        #expect(ResultsSummary.placementDrift(ResultsTable(rows: [])) == nil)
+    }
+
+    /// Rounds of different runs (shards merged into one table) are told apart by run id.
+    @Test func roundsOfDifferentRunsAreSeparate() {
+        var t = run(probes: [62, 63])
+        for (ns, round) in [(300.0, 0), (64.0, 1)] {
+            var r = syntheticRow(label: "a", runID: "r2", repetition: round, throughput: 1)
+            ResultsTable.set(&r, "probe_round_ns", ResultsTable.formatNumber(ns))
+            t.rows.append(r)
+        }
+        #expect(ResultsSummary.placementDrift(t)?.slowRounds == [0])
+        #expect(ResultsSummary.placementDrift(t)?.rounds == 2)
     }
 }
