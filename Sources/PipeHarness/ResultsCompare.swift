@@ -22,6 +22,9 @@ public enum ResultsSummary {
         public var rows: [Int]
         let table: ResultsTable
 
+        /// The run the group's first repetition came from.
+        public var runID: String { table.value(rows[0], "run_id") }
+
         public func samples(_ column: String) -> [Double] {
             rows.compactMap { Double(table.value($0, column)) }
         }
@@ -64,6 +67,23 @@ public enum ResultsSummary {
         /// Rounds (0-based `repetition`) whose round trip exceeded `threshold` × the fastest.
         public let slowRounds: [Int]
         public let rounds: Int
+        /// The slow rounds as "run_id#repetition", for tables that merge runs.
+        let slowKeys: Set<String>
+
+        public init(fastestNs: Double, slowestNs: Double, slowRounds: [Int], rounds: Int, slowKeys: Set<String> = []) {
+            self.fastestNs = fastestNs
+            self.slowestNs = slowestNs
+            self.slowRounds = slowRounds
+            self.rounds = rounds
+            self.slowKeys = slowKeys
+        }
+
+        /// Whether round `round` of run `runID` ran on a slower placement.
+        public func isSlow(runID: String, round: Int) -> Bool { slowKeys.contains(runID + "#\(round)") }
+
+        public static func == (a: PlacementDrift, b: PlacementDrift) -> Bool {
+            (a.fastestNs, a.slowestNs, a.slowRounds, a.rounds) == (b.fastestNs, b.slowestNs, b.slowRounds, b.rounds)
+        }
     }
 
     /// A round whose probe read more than this many times the fastest ran on another placement.
@@ -82,9 +102,20 @@ public enum ResultsSummary {
         let probes = probeByRound.values
         guard let fastest = probes.map(\.ns).min(), let slowest = probes.map(\.ns).max(),
               slowest > placementDriftThreshold * fastest else { return nil }
-        let slow = Set(probes.filter { $0.ns > placementDriftThreshold * fastest }.map(\.round))
-        return PlacementDrift(fastestNs: fastest, slowestNs: slowest, slowRounds: slow.sorted(),
-                              rounds: Set(probes.map(\.round)).count)
+        let slow = probeByRound.filter { $0.value.ns > placementDriftThreshold * fastest }
+        return PlacementDrift(fastestNs: fastest, slowestNs: slowest, slowRounds: Set(slow.values.map(\.round)).sorted(),
+                              rounds: Set(probes.map(\.round)).count, slowKeys: Set(slow.keys))
+    }
+
+    /// `candidate` over `baseline` in `column`, paired round by round (`Statistics.pairedRatio`),
+    /// leaving out the rounds `drift` names as slow when given; nil when the two groups do not
+    /// have the same rounds (or none are left).
+    public static func pairedRatio(_ candidate: Group, over baseline: Group, _ column: String,
+                                   skippingSlowRoundsOf drift: PlacementDrift? = nil) -> PairedRatio? {
+        guard let b = baseline.samplesByRepetition(column), let c = candidate.samplesByRepetition(column),
+              !b.isEmpty, Set(b.keys) == Set(c.keys) else { return nil }
+        let rounds = b.keys.sorted().filter { drift?.isSlow(runID: candidate.runID, round: $0) != true }
+        return Statistics.pairedRatio(baseline: rounds.map { b[$0]! }, candidate: rounds.map { c[$0]! })
     }
 
     /// The parameter values of a row, as one string (what `compare` matches on).

@@ -61,15 +61,15 @@ enum SummaryPrinter {
     /// The ratio to the baseline measured in the same run: paired round by round (the median
     /// of per-round ratios, order-statistic interval) when both have the same rounds, else the
     /// ratio of medians with its bootstrap interval, marked "(unpaired)".
-    static func ratioText(_ g: ResultsSummary.Group, _ base: ResultsSummary.Group?, _ column: String) -> String {
+    /// With `onlyFastPlacement`, only the rounds `drift` does not name as slow, and no
+    /// unpaired fallback.
+    static func ratioText(_ g: ResultsSummary.Group, _ base: ResultsSummary.Group?, _ column: String,
+                          onlyFastPlacement drift: ResultsSummary.PlacementDrift? = nil) -> String {
         guard let base else { return "" }
-        if let b = base.samplesByRepetition(column), let c = g.samplesByRepetition(column),
-           !b.isEmpty, Set(b.keys) == Set(c.keys) {
-            let rounds = b.keys.sorted()
-            if let r = Statistics.pairedRatio(baseline: rounds.map { b[$0]! }, candidate: rounds.map { c[$0]! }) {
-                return String(format: "%.2fx [%.2f, %.2f]", r.estimate, r.lower, r.upper) + (r.reachesConfidence ? "" : "*")
-            }
+        if let r = ResultsSummary.pairedRatio(g, over: base, column, skippingSlowRoundsOf: drift) {
+            return String(format: "%.2fx [%.2f, %.2f]", r.estimate, r.lower, r.upper) + (r.reachesConfidence ? "" : "*")
         }
+        guard drift == nil else { return "" }
         guard let r = Statistics.bootstrapRatioOfMedians(baseline: base.samples(column), candidate: g.samples(column)) else { return "" }
         return String(format: "%.2fx [%.2f, %.2f] (unpaired)", r.estimate, r.lower, r.upper)
     }
@@ -89,10 +89,13 @@ enum SummaryPrinter {
         let groups = ResultsSummary.groups(t)
         var out: [String] = []
         var footnote = false
+        // When the host moved the vCPUs during the run, ratios also over the fastest placement's rounds.
+        let drift = ResultsSummary.placementDrift(t)
+        let fastHeader = drift.map { String(format: "rounds under %.0f ns", $0.fastestNs * ResultsSummary.placementDriftThreshold) }
         let stream = groups.filter { t.value($0.rows[0], "workload") == "stream" }
         if !stream.isEmpty {
             out.append("\nStream throughput (GB/s = 10^9 B/s, higher is better; ratio to linux-pipe = median of the per-round ratios, 95% CI)")
-            var rows = [["configuration", "write", "GB/s", "95% CI", "min-max", "CPU ns/B", "vs linux-pipe"]]
+            var rows = [["configuration", "write", "GB/s", "95% CI", "min-max", "CPU ns/B", "vs linux-pipe"] + (fastHeader.map { [$0] } ?? [])]
             for g in stream {
                 let xs = g.samples("throughput_GBps")
                 let (m, ci) = interval(xs, scale: 1, format: "%.3f")
@@ -100,23 +103,27 @@ enum SummaryPrinter {
                 let mm = xs.isEmpty ? "" : String(format: "%.2f-%.2f", xs.min()!, xs.max()!)
                 let cpu = g.median("cpu_ns_per_B").map { String(format: "%.3f", $0) } ?? ""
                 let w = Int(t.value(g.rows[0], "write_size_B")).map(SizeSpec.format) ?? ""
-                rows.append([g.label, w, m, ci, mm, cpu, ratioText(g, baseline(for: g, in: groups, t), "throughput_GBps")])
-                if rows.last!.last!.hasSuffix("*") { footnote = true }
+                let base = baseline(for: g, in: groups, t)
+                rows.append([g.label, w, m, ci, mm, cpu, ratioText(g, base, "throughput_GBps")]
+                            + (drift.map { [ratioText(g, base, "throughput_GBps", onlyFastPlacement: $0)] } ?? []))
+                if rows.last!.contains(where: { $0.hasSuffix("*") }) { footnote = true }
             }
             out.append(TextTable.render(rows))
         }
         let pingpong = groups.filter { t.value($0.rows[0], "workload") == "pingpong" }
         if !pingpong.isEmpty {
             out.append("\nPingpong round trip (µs, lower is better; ratio to linux-pipe = median of the per-round p50 ratios, 95% CI)")
-            var rows = [["configuration", "message", "p50 µs", "95% CI", "p99 µs", "p99.9 µs", "vs linux-pipe"]]
+            var rows = [["configuration", "message", "p50 µs", "95% CI", "p99 µs", "p99.9 µs", "vs linux-pipe"] + (fastHeader.map { [$0] } ?? [])]
             for g in pingpong {
                 let (m, ci) = interval(g.samples("p50_ns"), scale: 1000, format: "%.2f")
                 if ci.hasSuffix("*") { footnote = true }
                 let p99 = g.median("p99_ns").map { String(format: "%.2f", $0 / 1000) } ?? ""
                 let p999 = g.median("p999_ns").map { String(format: "%.2f", $0 / 1000) } ?? ""
                 let msg = Int(t.value(g.rows[0], "message_size_B")).map(SizeSpec.format) ?? ""
-                rows.append([g.label, msg, m, ci, p99, p999, ratioText(g, baseline(for: g, in: groups, t), "p50_ns")])
-                if rows.last!.last!.hasSuffix("*") { footnote = true }
+                let base = baseline(for: g, in: groups, t)
+                rows.append([g.label, msg, m, ci, p99, p999, ratioText(g, base, "p50_ns")]
+                            + (drift.map { [ratioText(g, base, "p50_ns", onlyFastPlacement: $0)] } ?? []))
+                if rows.last!.contains(where: { $0.hasSuffix("*") }) { footnote = true }
             }
             out.append(TextTable.render(rows))
         }
@@ -176,11 +183,12 @@ enum SummaryPrinter {
                 return "\(t.value(i, "writer_cpu").isEmpty ? "any" : t.value(i, "writer_cpu"))/\(t.value(i, "reader_cpu").isEmpty ? "any" : t.value(i, "reader_cpu"))"
             }).sorted()
             out.append("Writer/reader CPUs (pingpong: client/server): \(placements.joined(separator: ", ")); memcpy uses the writer's.")
-            if let drift = ResultsSummary.placementDrift(t) {
+            if let drift {
                 out.append(String(format: "Placement changed during the run: the probe before each round read %.0f-%.0f ns; ", drift.fastestNs, drift.slowestNs)
                     + "\(drift.slowRounds.count) of \(drift.rounds) rounds (repetition \(drift.slowRounds.map(String.init).joined(separator: ","))) "
                     + String(format: "ran above %.1fx the fastest. Ratios pair rounds, so each compares like with like; ", ResultsSummary.placementDriftThreshold)
-                    + "medians and intervals mix the placements (column probe_round_ns).")
+                    + "medians and intervals mix the placements (column probe_round_ns). "
+                    + "The last column is the ratio over the other rounds alone.")
             }
             if t.value(r, "env_build") == "debug" { out.append("Note: a debug build; measure with `swift build -c release`.") }
         }

@@ -226,6 +226,34 @@ func table(_ configs: [(String, String, [Double])], runID: String = "r1") -> Res
         #expect(ResultsSummary.placementDrift(ResultsTable(rows: [])) == nil)
     }
 
+    /// The ratio over the fast placement's rounds leaves the slow rounds out, pairing the rest.
+    @Test func ratiosSkipTheSlowRoundsWhenAsked() throws {
+        let probes: [Double] = [62, 320, 330, 63, 315, 61]
+        var rows: [[String]] = []
+        for (round, ns) in probes.enumerated() {
+            let slow = ns > 100
+            // Engine 4x linux in fast rounds, 2x in slow ones (the cross-core cost hits it harder).
+            for (label, value) in [("engine", slow ? 0.4 : 0.8), ("linux", slow ? 0.2 : 0.2)] {
+                var r = syntheticRow(label: label, repetition: round, throughput: value)
+                ResultsTable.set(&r, "probe_round_ns", ResultsTable.formatNumber(ns))
+                rows.append(r)
+            }
+        }
+        let t = ResultsTable(rows: rows)
+        let groups = ResultsSummary.groups(t)
+        let engine = try #require(groups.first { $0.label == "engine" })
+        let linux = try #require(groups.first { $0.label == "linux" })
+        let drift = try #require(ResultsSummary.placementDrift(t))
+        let all = try #require(ResultsSummary.pairedRatio(engine, over: linux, "throughput_GBps"))
+        let fast = try #require(ResultsSummary.pairedRatio(engine, over: linux, "throughput_GBps", skippingSlowRoundsOf: drift))
+        #expect(all.pairs == 6 && abs(all.estimate - 3) < 1e-9)       // median of 4,2,2,4,2,4
+        #expect(drift.slowRounds == [1, 2, 4])
+        #expect(fast.pairs == 3 && abs(fast.estimate - 4) < 1e-9 && abs(fast.lower - 4) < 1e-9)
+        let slowOnly = ResultsSummary.PlacementDrift(fastestNs: 0, slowestNs: 0, slowRounds: [0, 3, 5], rounds: 6,
+                                                     slowKeys: ["r1#0", "r1#3", "r1#5"])
+        #expect(ResultsSummary.pairedRatio(engine, over: linux, "throughput_GBps", skippingSlowRoundsOf: slowOnly)?.estimate == 2)
+    }
+
     /// Rounds of different runs (shards merged into one table) are told apart by run id.
     @Test func roundsOfDifferentRunsAreSeparate() {
         var t = run(probes: [62, 63])
