@@ -89,19 +89,22 @@ public enum ResultsSummary {
     /// A round whose probe read more than this many times the fastest ran on another placement.
     public static let placementDriftThreshold = 1.5
 
-    /// The rounds of each run in `t` that ran on a slower placement (`probe_round_ns`), or nil
-    /// when every round's probe was within `placementDriftThreshold` of the fastest, or the
-    /// table has no round probes (files before schema version 3).
+    /// The rounds of each run in `t` during which the placement was slower (a repetition's
+    /// `probe_ns` above `placementDriftThreshold` × the run's fastest), or nil when there were
+    /// none, or the table has no such probes (files before schema version 3).
     public static func placementDrift(_ t: ResultsTable) -> PlacementDrift? {
+        // A round's probe: the slowest of its repetitions'.
         var probeByRound: [String: (round: Int, ns: Double)] = [:]
+        var fastest = Double.infinity
         for row in t.rows.indices {
             guard let round = Int(t.value(row, "repetition")),
-                  let ns = Double(t.value(row, "probe_round_ns")) else { continue }
-            probeByRound[t.value(row, "run_id") + "#\(round)"] = (round, ns)
+                  let ns = Double(t.value(row, "probe_ns")) else { continue }
+            fastest = min(fastest, ns)
+            let key = t.value(row, "run_id") + "#\(round)"
+            probeByRound[key] = (round, max(ns, probeByRound[key]?.ns ?? 0))
         }
         let probes = probeByRound.values
-        guard let fastest = probes.map(\.ns).min(), let slowest = probes.map(\.ns).max(),
-              slowest > placementDriftThreshold * fastest else { return nil }
+        guard let slowest = probes.map(\.ns).max(), slowest > placementDriftThreshold * fastest else { return nil }
         let slow = probeByRound.filter { $0.value.ns > placementDriftThreshold * fastest }
         return PlacementDrift(fastestNs: fastest, slowestNs: slowest, slowRounds: Set(slow.values.map(\.round)).sorted(),
                               rounds: Set(probes.map(\.round)).count, slowKeys: Set(slow.keys))

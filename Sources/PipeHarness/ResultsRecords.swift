@@ -169,7 +169,7 @@ extension ResultsTable {
                     num("probe_before_ns", b.medianNs)
                 }
                 num("probe_after_ns", report.coreProbeAfter?.medianNs)
-                num("probe_round_ns", rep.roundProbeNs)
+                num("probe_ns", rep.probeNs)
                 // environment
                 if let env {
                     set("env_hostname", env.hostname)

@@ -16,7 +16,7 @@ public struct ResultsError: Error, CustomStringConvertible, Equatable, Sendable 
 }
 
 /// The columns of a pipebench results file, in their documented order. Version 3: version 2
-/// plus the core-to-core probe of each round (`addedInVersion3`); version 2: version 1 plus
+/// plus the core-to-core probe of each repetition (`addedInVersion3`); version 2: version 1 plus
 /// the pairs and fanin columns and the kernel pipe size asked for (`addedInVersion2`). Files
 /// of versions 1 and 2 are still read, their rows moved into this version's columns with the
 /// newer ones empty.
@@ -36,7 +36,7 @@ public enum ResultsSchema {
         "stream_min_GBps", "stream_max_GBps", "streams_GBps", "mux_calls", "ready_events", "empty_reads",
     ]
     /// The columns version 3 added.
-    public static let addedInVersion3: Set<String> = ["probe_round_ns"]
+    public static let addedInVersion3: Set<String> = ["probe_ns"]
 
     /// The columns of version `v` (1 through `version`), in order.
     public static func columnNames(ofVersion v: Int) -> [String] {
@@ -157,7 +157,7 @@ public enum ResultsSchema {
         c("probe_cpus", .text, .probe, "The two CPUs of the core-to-core probe (`0;1`)."),
         c("probe_before_ns", .number, .probe, "Median cache-line round trip between them just before the run."),
         c("probe_after_ns", .number, .probe, "The same just after the run."),
-        c("probe_round_ns", .number, .probe, "The same just before this repetition's round (each round runs every configuration once): shows which rounds ran while the host had moved the vCPUs."),
+        c("probe_ns", .number, .probe, "The larger of two shorter probes, just before and just after this repetition: above the run's usual value, the host moved the vCPUs during it."),
         c("env_hostname", .text, .environment, "Host name."),
         c("env_kernel", .text, .environment, "Kernel release (`uname -r`)."),
         c("env_arch", .text, .environment, "Machine (`uname -m`)."),

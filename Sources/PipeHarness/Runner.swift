@@ -57,8 +57,9 @@ public struct Repetition: Codable, Sendable {
     public var pairs: PairsResult? = nil
     public var kvaPressure: KVAPressureResult? = nil
     public var fanin: FanInResult? = nil
-    /// The core-to-core round trip measured just before this repetition's round, ns.
-    public var roundProbeNs: Double? = nil
+    /// The larger of the core-to-core round trips measured just before and just after this
+    /// repetition, ns: above the run's usual value, the host moved the vCPUs during it.
+    public var probeNs: Double? = nil
 }
 
 public struct ConfigurationReport: Codable, Sendable {
@@ -98,8 +99,8 @@ public struct RunReport: Codable, Sendable {
 /// blocks, a drift would look like a difference between configurations; interleaved, it
 /// spreads over all of them. Warm-up rounds (same interleaving) are run and discarded.
 /// A core-to-core probe is taken just before the first repetition and after the last, and a
-/// shorter one before each round, so a report shows whether, and in which rounds, the
-/// placement changed under it.
+/// shorter one between every two measurements, so a report shows whether, and during which
+/// repetitions, the placement changed under it.
 public struct Runner: Sendable {
     public struct Probe: Sendable {
         public var cpuA: Int
@@ -139,8 +140,9 @@ public struct Runner: Sendable {
         self.progress = progress
     }
 
-    /// A round's probe makes this fraction of the run probe's round trips (under a millisecond).
-    static let roundProbeFraction = 10
+    /// The probe between two measurements makes this fraction of the run probe's round trips
+    /// (under a millisecond).
+    static let shortProbeFraction = 10
 
     /// The probe used when none is given.
     public static func defaultProbe(for configurations: [RunConfiguration]) -> Probe {
@@ -182,15 +184,19 @@ public struct Runner: Sendable {
         let before = try CoreProbe.measure(cpuA: probeSettings.cpuA, cpuB: probeSettings.cpuB, roundTrips: probeSettings.roundTrips)
         var collected = [[Repetition]](repeating: [], count: configurations.count)
         var order = 0
+        let shortProbe = {
+            try CoreProbe.measure(cpuA: probeSettings.cpuA, cpuB: probeSettings.cpuB,
+                                  roundTrips: max(100, probeSettings.roundTrips / Self.shortProbeFraction)).medianNs
+        }
+        var probeBefore = try shortProbe()
         for round in 0..<repetitions {
-            let roundProbe = try CoreProbe.measure(
-                cpuA: probeSettings.cpuA, cpuB: probeSettings.cpuB,
-                roundTrips: max(100, probeSettings.roundTrips / Self.roundProbeFraction))
             for (i, c) in configurations.enumerated() {
                 progress?("repetition \(round + 1)/\(repetitions): \(c.name)")
                 var rep = try Self.measure(c.workload)
+                let probeAfter = try shortProbe()
                 rep.order = order
-                rep.roundProbeNs = roundProbe.medianNs
+                rep.probeNs = max(probeBefore, probeAfter)
+                probeBefore = probeAfter
                 order += 1
                 collected[i].append(rep)
             }

@@ -184,10 +184,10 @@ enum SummaryPrinter {
             }).sorted()
             out.append("Writer/reader CPUs (pingpong: client/server): \(placements.joined(separator: ", ")); memcpy uses the writer's.")
             if let drift {
-                out.append(String(format: "Placement changed during the run: the probe before each round read %.0f-%.0f ns; ", drift.fastestNs, drift.slowestNs)
+                out.append(String(format: "Placement changed during the run: the probes between measurements read %.0f-%.0f ns; ", drift.fastestNs, drift.slowestNs)
                     + "\(drift.slowRounds.count) of \(drift.rounds) rounds (repetition \(drift.slowRounds.map(String.init).joined(separator: ","))) "
                     + String(format: "ran above %.1fx the fastest. Ratios pair rounds, so each compares like with like; ", ResultsSummary.placementDriftThreshold)
-                    + "medians and intervals mix the placements (column probe_round_ns). "
+                    + "medians and intervals mix the placements (column probe_ns). "
                     + "The last column is the ratio over the other rounds alone.")
             }
             if t.value(r, "env_build") == "debug" { out.append("Note: a debug build; measure with `swift build -c release`.") }

@@ -208,7 +208,7 @@ func table(_ configs: [(String, String, [Double])], runID: String = "r1") -> Res
         for (round, ns) in probes.enumerated() {
             for label in ["a", "b"] {
                 var r = syntheticRow(label: label, repetition: round, throughput: 1)
-                ResultsTable.set(&r, "probe_round_ns", ns.map(ResultsTable.formatNumber))
+                ResultsTable.set(&r, "probe_ns", ns.map(ResultsTable.formatNumber))
                 rows.append(r)
             }
         }
@@ -218,6 +218,16 @@ func table(_ configs: [(String, String, [Double])], runID: String = "r1") -> Res
     @Test func roundsOnASlowerPlacementAreNamed() {
         let drift = ResultsSummary.placementDrift(run(probes: [62, 64, 320, 63, 315]))
         #expect(drift == ResultsSummary.PlacementDrift(fastestNs: 62, slowestNs: 320, slowRounds: [2, 4], rounds: 5))
+    }
+
+    /// One slow repetition makes its round slow: the pair it belongs to mixed placements.
+    @Test func oneSlowRepetitionMarksItsRound() {
+        var t = run(probes: [62, 64, 63])
+        let row = t.rows.indices.first { t.value($0, "repetition") == "1" && t.value($0, "label") == "b" }!
+        ResultsTable.set(&t.rows[row], "probe_ns", "300")
+        #expect(ResultsSummary.placementDrift(t)?.slowRounds == [1])
+        #expect(ResultsSummary.placementDrift(t)?.isSlow(runID: "r1", round: 1) == true)
+        #expect(ResultsSummary.placementDrift(t)?.isSlow(runID: "r1", round: 0) == false)
     }
 
     @Test func steadyOrUnprobedRunsHaveNone() {
@@ -235,7 +245,7 @@ func table(_ configs: [(String, String, [Double])], runID: String = "r1") -> Res
             // Engine 4x linux in fast rounds, 2x in slow ones (the cross-core cost hits it harder).
             for (label, value) in [("engine", slow ? 0.4 : 0.8), ("linux", slow ? 0.2 : 0.2)] {
                 var r = syntheticRow(label: label, repetition: round, throughput: value)
-                ResultsTable.set(&r, "probe_round_ns", ResultsTable.formatNumber(ns))
+                ResultsTable.set(&r, "probe_ns", ResultsTable.formatNumber(ns))
                 rows.append(r)
             }
         }
@@ -259,7 +269,7 @@ func table(_ configs: [(String, String, [Double])], runID: String = "r1") -> Res
         var t = run(probes: [62, 63])
         for (ns, round) in [(300.0, 0), (64.0, 1)] {
             var r = syntheticRow(label: "a", runID: "r2", repetition: round, throughput: 1)
-            ResultsTable.set(&r, "probe_round_ns", ResultsTable.formatNumber(ns))
+            ResultsTable.set(&r, "probe_ns", ResultsTable.formatNumber(ns))
             t.rows.append(r)
         }
         #expect(ResultsSummary.placementDrift(t)?.slowRounds == [0])
