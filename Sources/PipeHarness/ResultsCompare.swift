@@ -57,67 +57,88 @@ public enum ResultsSummary {
         }
     }
 
-    /// Rounds of a run that ran on a slower placement than its fastest round: on a VM the host
-    /// moves the vCPUs, and a cache line's round trip between the two CPUs can change several
-    /// times over (~60 against ~320 ns on the machine of `results/`).
+    /// Rounds of a run during which the placement was not the run's usual one: on a VM the host
+    /// moves the vCPUs, and a cache line's round trip between the two CPUs changes with it
+    /// (on the machine of `results/`: ~64 ns most of the time, ~320 ns for seconds to minutes,
+    /// now and then ~40 ns), and every cross-core number with it.
     public struct PlacementDrift: Sendable, Equatable {
-        /// The fastest and slowest round's core-to-core round trip, ns.
-        public let fastestNs: Double
-        public let slowestNs: Double
-        /// Rounds (0-based `repetition`) whose round trip exceeded `threshold` × the fastest.
-        public let slowRounds: [Int]
+        /// The run's usual probe (the median of its repetitions' `probe_ns`), ns; for a table
+        /// that merges runs, the first run's.
+        public let usualNs: Double
+        /// The lowest and highest probe of any repetition, ns.
+        public let lowestNs: Double
+        public let highestNs: Double
+        /// Rounds (0-based `repetition`) with a repetition whose probe was off the usual one by
+        /// more than `placementDriftFactor`, either way.
+        public let offRounds: [Int]
         public let rounds: Int
-        /// The slow rounds as "run_id#repetition", for tables that merge runs.
-        let slowKeys: Set<String>
+        /// The off rounds as "run_id#repetition", for tables that merge runs.
+        let offKeys: Set<String>
 
-        public init(fastestNs: Double, slowestNs: Double, slowRounds: [Int], rounds: Int, slowKeys: Set<String> = []) {
-            self.fastestNs = fastestNs
-            self.slowestNs = slowestNs
-            self.slowRounds = slowRounds
+        public init(usualNs: Double, lowestNs: Double, highestNs: Double, offRounds: [Int], rounds: Int,
+                    offKeys: Set<String> = []) {
+            self.usualNs = usualNs
+            self.lowestNs = lowestNs
+            self.highestNs = highestNs
+            self.offRounds = offRounds
             self.rounds = rounds
-            self.slowKeys = slowKeys
+            self.offKeys = offKeys
         }
 
-        /// Whether round `round` of run `runID` ran on a slower placement.
-        public func isSlow(runID: String, round: Int) -> Bool { slowKeys.contains(runID + "#\(round)") }
+        /// Whether round `round` of run `runID` ran (in part) off the usual placement.
+        public func isOff(runID: String, round: Int) -> Bool { offKeys.contains(runID + "#\(round)") }
 
         public static func == (a: PlacementDrift, b: PlacementDrift) -> Bool {
-            (a.fastestNs, a.slowestNs, a.slowRounds, a.rounds) == (b.fastestNs, b.slowestNs, b.slowRounds, b.rounds)
+            (a.usualNs, a.lowestNs, a.highestNs, a.offRounds, a.rounds) == (b.usualNs, b.lowestNs, b.highestNs, b.offRounds, b.rounds)
         }
     }
 
-    /// A round whose probe read more than this many times the fastest ran on another placement.
-    public static let placementDriftThreshold = 1.5
+    /// A repetition whose probe read more than this factor above or below its run's usual
+    /// probe ran on another placement.
+    public static let placementDriftFactor = 1.5
 
-    /// The rounds of each run in `t` during which the placement was slower (a repetition's
-    /// `probe_ns` above `placementDriftThreshold` × the run's fastest), or nil when there were
-    /// none, or the table has no such probes (files before schema version 3).
+    /// The rounds of each run in `t` that ran, in part, off the run's usual placement (see
+    /// `PlacementDrift`), or nil when none did, or the table has no per-repetition probes
+    /// (files before schema version 3).
     public static func placementDrift(_ t: ResultsTable) -> PlacementDrift? {
-        // A round's probe: the slowest of its repetitions'.
-        var probeByRound: [String: (round: Int, ns: Double)] = [:]
-        var fastest = Double.infinity
+        var probesByRun: [String: [(round: Int, ns: Double)]] = [:]
+        var runs: [String] = []
         for row in t.rows.indices {
-            guard let round = Int(t.value(row, "repetition")),
-                  let ns = Double(t.value(row, "probe_ns")) else { continue }
-            fastest = min(fastest, ns)
-            let key = t.value(row, "run_id") + "#\(round)"
-            probeByRound[key] = (round, max(ns, probeByRound[key]?.ns ?? 0))
+            guard let round = Int(t.value(row, "repetition")), let ns = Double(t.value(row, "probe_ns")) else { continue }
+            let run = t.value(row, "run_id")
+            if probesByRun[run] == nil { runs.append(run) }
+            probesByRun[run, default: []].append((round, ns))
         }
-        let probes = probeByRound.values
-        guard let slowest = probes.map(\.ns).max(), slowest > placementDriftThreshold * fastest else { return nil }
-        let slow = probeByRound.filter { $0.value.ns > placementDriftThreshold * fastest }
-        return PlacementDrift(fastestNs: fastest, slowestNs: slowest, slowRounds: Set(slow.values.map(\.round)).sorted(),
-                              rounds: Set(probes.map(\.round)).count, slowKeys: Set(slow.keys))
+        guard let first = runs.first else { return nil }
+        var usualOfFirst = 0.0, offKeys: Set<String> = [], offRounds: Set<Int> = [], rounds: Set<Int> = []
+        var lowest = Double.infinity, highest = 0.0
+        for run in runs {
+            let probes = probesByRun[run]!
+            let usual = Statistics.median(probes.map(\.ns))
+            if run == first { usualOfFirst = usual }
+            for p in probes {
+                rounds.insert(p.round)
+                lowest = min(lowest, p.ns)
+                highest = max(highest, p.ns)
+                if p.ns > usual * placementDriftFactor || p.ns < usual / placementDriftFactor {
+                    offKeys.insert(run + "#\(p.round)")
+                    offRounds.insert(p.round)
+                }
+            }
+        }
+        guard !offKeys.isEmpty else { return nil }
+        return PlacementDrift(usualNs: usualOfFirst, lowestNs: lowest, highestNs: highest,
+                              offRounds: offRounds.sorted(), rounds: rounds.count, offKeys: offKeys)
     }
 
     /// `candidate` over `baseline` in `column`, paired round by round (`Statistics.pairedRatio`),
-    /// leaving out the rounds `drift` names as slow when given; nil when the two groups do not
-    /// have the same rounds (or none are left).
+    /// leaving out the rounds `drift` names as off the usual placement when given; nil when the
+    /// two groups do not have the same rounds (or none are left).
     public static func pairedRatio(_ candidate: Group, over baseline: Group, _ column: String,
-                                   skippingSlowRoundsOf drift: PlacementDrift? = nil) -> PairedRatio? {
+                                   onlyUsualPlacementOf drift: PlacementDrift? = nil) -> PairedRatio? {
         guard let b = baseline.samplesByRepetition(column), let c = candidate.samplesByRepetition(column),
               !b.isEmpty, Set(b.keys) == Set(c.keys) else { return nil }
-        let rounds = b.keys.sorted().filter { drift?.isSlow(runID: candidate.runID, round: $0) != true }
+        let rounds = b.keys.sorted().filter { drift?.isOff(runID: candidate.runID, round: $0) != true }
         return Statistics.pairedRatio(baseline: rounds.map { b[$0]! }, candidate: rounds.map { c[$0]! })
     }
 

@@ -152,22 +152,25 @@ struct ExportCommand: PipeBenchCommand {
         Reads one or more pipebench CSV or JSON files (checking their schema) and writes \
         their rows, in order, as CSV or JSON (lossless: `export a.csv --to json` then back \
         gives the same CSV) or as a Markdown summary: one line per configuration with \
-        medians and 95% intervals, then the machine and commit. The format comes from --to, \
-        else from the extension of --output; without --output it goes to standard output.
+        medians and 95% intervals, then the machine and commit; or as the tables a run \
+        prints when it ends (`summary`: ratios to linux-pipe paired by round, placement \
+        changes). The format comes from --to, else from the extension of --output; without \
+        --output it goes to standard output.
 
         Examples:
           pipebench export results/run.csv --to markdown
+          pipebench export results/run.csv --to summary
           pipebench export results/run.csv -o results/run.json
           pipebench export shard1.csv shard2.csv shard3.csv -o sweep.csv
           pipebench export results/run.json --to csv > run.csv
         """
     )
 
-    enum Format: String, ExpressibleByArgument, CaseIterable { case csv, json, markdown }
+    enum Format: String, ExpressibleByArgument, CaseIterable { case csv, json, markdown, summary }
 
     @Argument(help: ArgumentHelp("Result files (CSV or JSON by extension).", valueName: "file"))
     var inputs: [String]
-    @Option(name: .customLong("to"), help: "csv, json or markdown.")
+    @Option(name: .customLong("to"), help: "csv, json, markdown or summary.")
     var format: Format?
     @Option(name: [.customShort("o"), .customLong("output")], help: ArgumentHelp("Write here instead of standard output (atomically, never overwriting without --force).", valueName: "path"))
     var output: String?
@@ -193,6 +196,7 @@ struct ExportCommand: PipeBenchCommand {
         case .csv: text = table.csv()
         case .json: text = table.json()
         case .markdown: text = table.markdown()
+        case .summary: text = SummaryPrinter.render(table) + "\n"
         }
         if let output {
             try ResultsTable.writeAtomically(text, to: output, force: force)

@@ -61,12 +61,12 @@ enum SummaryPrinter {
     /// The ratio to the baseline measured in the same run: paired round by round (the median
     /// of per-round ratios, order-statistic interval) when both have the same rounds, else the
     /// ratio of medians with its bootstrap interval, marked "(unpaired)".
-    /// With `onlyFastPlacement`, only the rounds `drift` does not name as slow, and no
-    /// unpaired fallback.
+    /// With `onlyUsualPlacement`, only the rounds `drift` does not name as off the usual
+    /// placement, and no unpaired fallback.
     static func ratioText(_ g: ResultsSummary.Group, _ base: ResultsSummary.Group?, _ column: String,
-                          onlyFastPlacement drift: ResultsSummary.PlacementDrift? = nil) -> String {
+                          onlyUsualPlacement drift: ResultsSummary.PlacementDrift? = nil) -> String {
         guard let base else { return "" }
-        if let r = ResultsSummary.pairedRatio(g, over: base, column, skippingSlowRoundsOf: drift) {
+        if let r = ResultsSummary.pairedRatio(g, over: base, column, onlyUsualPlacementOf: drift) {
             return String(format: "%.2fx [%.2f, %.2f]", r.estimate, r.lower, r.upper) + (r.reachesConfidence ? "" : "*")
         }
         guard drift == nil else { return "" }
@@ -89,9 +89,9 @@ enum SummaryPrinter {
         let groups = ResultsSummary.groups(t)
         var out: [String] = []
         var footnote = false
-        // When the host moved the vCPUs during the run, ratios also over the fastest placement's rounds.
+        // When the host moved the vCPUs during the run, ratios also over the usual placement's rounds.
         let drift = ResultsSummary.placementDrift(t)
-        let fastHeader = drift.map { String(format: "rounds under %.0f ns", $0.fastestNs * ResultsSummary.placementDriftThreshold) }
+        let fastHeader = drift.map { String(format: "rounds at ~%.0f ns", $0.usualNs) }
         let stream = groups.filter { t.value($0.rows[0], "workload") == "stream" }
         if !stream.isEmpty {
             out.append("\nStream throughput (GB/s = 10^9 B/s, higher is better; ratio to linux-pipe = median of the per-round ratios, 95% CI)")
@@ -105,7 +105,7 @@ enum SummaryPrinter {
                 let w = Int(t.value(g.rows[0], "write_size_B")).map(SizeSpec.format) ?? ""
                 let base = baseline(for: g, in: groups, t)
                 rows.append([g.label, w, m, ci, mm, cpu, ratioText(g, base, "throughput_GBps")]
-                            + (drift.map { [ratioText(g, base, "throughput_GBps", onlyFastPlacement: $0)] } ?? []))
+                            + (drift.map { [ratioText(g, base, "throughput_GBps", onlyUsualPlacement: $0)] } ?? []))
                 if rows.last!.contains(where: { $0.hasSuffix("*") }) { footnote = true }
             }
             out.append(TextTable.render(rows))
@@ -122,7 +122,7 @@ enum SummaryPrinter {
                 let msg = Int(t.value(g.rows[0], "message_size_B")).map(SizeSpec.format) ?? ""
                 let base = baseline(for: g, in: groups, t)
                 rows.append([g.label, msg, m, ci, p99, p999, ratioText(g, base, "p50_ns")]
-                            + (drift.map { [ratioText(g, base, "p50_ns", onlyFastPlacement: $0)] } ?? []))
+                            + (drift.map { [ratioText(g, base, "p50_ns", onlyUsualPlacement: $0)] } ?? []))
                 if rows.last!.contains(where: { $0.hasSuffix("*") }) { footnote = true }
             }
             out.append(TextTable.render(rows))
@@ -184,11 +184,13 @@ enum SummaryPrinter {
             }).sorted()
             out.append("Writer/reader CPUs (pingpong: client/server): \(placements.joined(separator: ", ")); memcpy uses the writer's.")
             if let drift {
-                out.append(String(format: "Placement changed during the run: the probes between measurements read %.0f-%.0f ns; ", drift.fastestNs, drift.slowestNs)
-                    + "\(drift.slowRounds.count) of \(drift.rounds) rounds (repetition \(drift.slowRounds.map(String.init).joined(separator: ","))) "
-                    + String(format: "ran above %.1fx the fastest. Ratios pair rounds, so each compares like with like; ", ResultsSummary.placementDriftThreshold)
-                    + "medians and intervals mix the placements (column probe_ns). "
-                    + "The last column is the ratio over the other rounds alone.")
+                let f = ResultsSummary.placementDriftFactor
+                out.append(String(format: "Placement changed during the run: the probes between measurements read %.0f-%.0f ns, usually %.0f; ",
+                                  drift.lowestNs, drift.highestNs, drift.usualNs)
+                    + "\(drift.offRounds.count) of \(drift.rounds) rounds (repetition \(drift.offRounds.map(String.init).joined(separator: ","))) "
+                    + String(format: "had a repetition outside %.0f-%.0f ns. ", drift.usualNs / f, drift.usualNs * f)
+                    + "Ratios pair rounds, so each compares like with like; medians and intervals mix the placements "
+                    + "(column probe_ns). The last column is the ratio over the usual placement's rounds alone.")
             }
             if t.value(r, "env_build") == "debug" { out.append("Note: a debug build; measure with `swift build -c release`.") }
         }

@@ -199,6 +199,30 @@ func write(_ text: String, _ path: String) {
         #expect(md.stdout.contains("| ring | stream | spsc-ring |"))
     }
 
+    /// `export --to summary` prints a saved run's tables: ratios paired by round, and, when
+    /// the placement moved, which rounds and the ratio over the usual placement alone.
+    @Test func exportSummaryReprintsARun() throws {
+        var rows: [[String]] = []
+        for (round, ns) in [64.0, 63, 330, 62, 64, 320, 65].enumerated() {
+            let slow = ns > 100
+            for (label, transport, value) in [("engine", "engine", slow ? 0.4 : 0.8), ("linux-pipe", "linux-pipe", 0.2)] {
+                var r = syntheticRow(label: label, transport: transport, repetition: round, throughput: value)
+                ResultsTable.set(&r, "probe_ns", ResultsTable.formatNumber(ns))
+                rows.append(r)
+            }
+        }
+        let dir = makeTempDir()
+        write(ResultsTable(rows: rows).csv(), dir + "/run.csv")
+        let o = try pipebench(["export", "run.csv", "--to", "summary"], in: dir)
+        #expect(o.status == 0, "\(o.stderr)")
+        #expect(o.stdout.contains("Stream throughput"))
+        #expect(o.stdout.contains("rounds at ~64 ns"), "\(o.stdout)")
+        // All rounds: the median of 4,4,2,4,4,2,4; the usual placement's five: 4.
+        let engine = try #require(o.stdout.split(separator: "\n").first { $0.contains("engine") && !$0.contains("linux") })
+        #expect(engine.contains("4.00x"), "\(engine)")
+        #expect(o.stdout.contains("2 of 7 rounds (repetition 2,5)"), "\(o.stdout)")
+    }
+
     @Test func smallRunWritesTidyCSV() throws {
         let dir = makeTempDir()
         let o = try pipebench(["run", "--transport", "linux-pipe,spsc-ring", "--write-size", "4K", "--total", "256K",

@@ -215,35 +215,43 @@ func table(_ configs: [(String, String, [Double])], runID: String = "r1") -> Res
         return ResultsTable(rows: rows)
     }
 
-    @Test func roundsOnASlowerPlacementAreNamed() {
-        let drift = ResultsSummary.placementDrift(run(probes: [62, 64, 320, 63, 315]))
-        #expect(drift == ResultsSummary.PlacementDrift(fastestNs: 62, slowestNs: 320, slowRounds: [2, 4], rounds: 5))
+    @Test func roundsOffTheUsualPlacementAreNamed() {
+        let drift = ResultsSummary.placementDrift(run(probes: [62, 64, 320, 63, 315, 38, 64]))
+        #expect(drift == ResultsSummary.PlacementDrift(usualNs: 64, lowestNs: 38, highestNs: 320, offRounds: [2, 4, 5], rounds: 7))
     }
 
-    /// One slow repetition makes its round slow: the pair it belongs to mixed placements.
-    @Test func oneSlowRepetitionMarksItsRound() {
+    /// One repetition off the usual placement marks its round: the pair it belongs to mixed them.
+    @Test func oneOffRepetitionMarksItsRound() {
         var t = run(probes: [62, 64, 63])
         let row = t.rows.indices.first { t.value($0, "repetition") == "1" && t.value($0, "label") == "b" }!
         ResultsTable.set(&t.rows[row], "probe_ns", "300")
-        #expect(ResultsSummary.placementDrift(t)?.slowRounds == [1])
-        #expect(ResultsSummary.placementDrift(t)?.isSlow(runID: "r1", round: 1) == true)
-        #expect(ResultsSummary.placementDrift(t)?.isSlow(runID: "r1", round: 0) == false)
+        #expect(ResultsSummary.placementDrift(t)?.offRounds == [1])
+        #expect(ResultsSummary.placementDrift(t)?.isOff(runID: "r1", round: 1) == true)
+        #expect(ResultsSummary.placementDrift(t)?.isOff(runID: "r1", round: 0) == false)
+    }
+
+    /// When most of a run was on the slow placement, that is its usual one, and the fast
+    /// rounds are the ones set apart.
+    @Test func theUsualPlacementIsTheRunsMedian() {
+        let drift = ResultsSummary.placementDrift(run(probes: [320, 330, 62, 325, 318]))
+        #expect(drift?.usualNs == 320 && drift?.offRounds == [2])
     }
 
     @Test func steadyOrUnprobedRunsHaveNone() {
-        #expect(ResultsSummary.placementDrift(run(probes: [62, 64, 90, 63])) == nil)   // under 1.5x
+        #expect(ResultsSummary.placementDrift(run(probes: [62, 64, 90, 63])) == nil)   // within 1.5x of 63.5
         #expect(ResultsSummary.placementDrift(run(probes: [nil, nil])) == nil)         // schema 1 and 2 files
         #expect(ResultsSummary.placementDrift(ResultsTable(rows: [])) == nil)
     }
 
-    /// The ratio over the fast placement's rounds leaves the slow rounds out, pairing the rest.
-    @Test func ratiosSkipTheSlowRoundsWhenAsked() throws {
-        let probes: [Double] = [62, 320, 330, 63, 315, 61]
+    /// The ratio over the usual placement's rounds leaves the others out, pairing the rest.
+    @Test func ratiosOverTheUsualPlacementWhenAsked() throws {
+        let probes: [Double] = [62, 320, 330, 63, 315, 61, 64]
         var rows: [[String]] = []
         for (round, ns) in probes.enumerated() {
             let slow = ns > 100
-            // Engine 4x linux in fast rounds, 2x in slow ones (the cross-core cost hits it harder).
-            for (label, value) in [("engine", slow ? 0.4 : 0.8), ("linux", slow ? 0.2 : 0.2)] {
+            // Engine 4x or 5x linux in the usual rounds, 2x in slow ones (the cross-core cost
+            // hits it harder).
+            for (label, value) in [("engine", slow ? 0.4 : (round < 4 ? 0.8 : 1.0)), ("linux", 0.2)] {
                 var r = syntheticRow(label: label, repetition: round, throughput: value)
                 ResultsTable.set(&r, "probe_ns", ResultsTable.formatNumber(ns))
                 rows.append(r)
@@ -255,24 +263,25 @@ func table(_ configs: [(String, String, [Double])], runID: String = "r1") -> Res
         let linux = try #require(groups.first { $0.label == "linux" })
         let drift = try #require(ResultsSummary.placementDrift(t))
         let all = try #require(ResultsSummary.pairedRatio(engine, over: linux, "throughput_GBps"))
-        let fast = try #require(ResultsSummary.pairedRatio(engine, over: linux, "throughput_GBps", skippingSlowRoundsOf: drift))
-        #expect(all.pairs == 6 && abs(all.estimate - 3) < 1e-9)       // median of 4,2,2,4,2,4
-        #expect(drift.slowRounds == [1, 2, 4])
-        #expect(fast.pairs == 3 && abs(fast.estimate - 4) < 1e-9 && abs(fast.lower - 4) < 1e-9)
-        let slowOnly = ResultsSummary.PlacementDrift(fastestNs: 0, slowestNs: 0, slowRounds: [0, 3, 5], rounds: 6,
-                                                     slowKeys: ["r1#0", "r1#3", "r1#5"])
-        #expect(ResultsSummary.pairedRatio(engine, over: linux, "throughput_GBps", skippingSlowRoundsOf: slowOnly)?.estimate == 2)
+        let usual = try #require(ResultsSummary.pairedRatio(engine, over: linux, "throughput_GBps", onlyUsualPlacementOf: drift))
+        #expect(all.pairs == 7 && abs(all.estimate - 4) < 1e-9)       // median of 4,2,2,4,2,5,5
+        #expect(drift.offRounds == [1, 2, 4])
+        #expect(usual.pairs == 4 && abs(usual.estimate - 4.5) < 1e-9)   // median of 4,4,5,5
+        let slowUsual = ResultsSummary.PlacementDrift(usualNs: 320, lowestNs: 61, highestNs: 330, offRounds: [0, 3, 5, 6], rounds: 7,
+                                                      offKeys: ["r1#0", "r1#3", "r1#5", "r1#6"])
+        #expect(ResultsSummary.pairedRatio(engine, over: linux, "throughput_GBps", onlyUsualPlacementOf: slowUsual)?.estimate == 2)
     }
 
     /// Rounds of different runs (shards merged into one table) are told apart by run id.
     @Test func roundsOfDifferentRunsAreSeparate() {
         var t = run(probes: [62, 63])
-        for (ns, round) in [(300.0, 0), (64.0, 1)] {
+        for (round, ns) in [64.0, 300, 63, 65].enumerated() {
             var r = syntheticRow(label: "a", runID: "r2", repetition: round, throughput: 1)
             ResultsTable.set(&r, "probe_ns", ResultsTable.formatNumber(ns))
             t.rows.append(r)
         }
-        #expect(ResultsSummary.placementDrift(t)?.slowRounds == [0])
-        #expect(ResultsSummary.placementDrift(t)?.rounds == 2)
+        let drift = ResultsSummary.placementDrift(t)
+        #expect(drift?.offRounds == [1] && drift?.rounds == 4)
+        #expect(drift?.isOff(runID: "r2", round: 1) == true && drift?.isOff(runID: "r1", round: 1) == false)
     }
 }
