@@ -64,7 +64,9 @@ public struct EnvironmentInfo: Codable, Sendable {
     /// checkout (or before the first commit). It names the checkout, which is the binary's
     /// source only if the binary was built from it.
     public var gitCommit: String
-    /// Whether `git status --porcelain` listed changes; nil when git gave no answer.
+    /// Whether `git status --porcelain` listed changes outside `results/` (where pipebench
+    /// writes its own CSVs and plots, which do not change what was built); nil when git gave
+    /// no answer.
     public var gitDirty: Bool?
     public var hostname: String
     /// UTC, ISO 8601.
@@ -77,7 +79,7 @@ public struct EnvironmentInfo: Codable, Sendable {
         var first: Int32 = 0
         let usable = pb_current_affinity(&affinityCount, &first) == 0 ? Int(affinityCount) : 0
         let commit = runCommand(["git", "rev-parse", "HEAD"])?.trimmingCharacters(in: .whitespacesAndNewlines)
-        let status = commit == nil ? nil : runCommand(["git", "status", "--porcelain"])
+        let status = commit == nil ? nil : runCommand(["git", "status", "--porcelain", "--", ":(top,exclude)results"])
         return EnvironmentInfo(
             kernel: captureKernel(),
             cpuModel: cpuinfoField(cpuinfo, "model name"),

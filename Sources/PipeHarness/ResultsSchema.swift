@@ -173,7 +173,7 @@ public enum ResultsSchema {
         c("env_build", .text, .environment, "`debug` or `release`."),
         c("env_version", .text, .environment, "PipeBench version."),
         c("env_git_commit", .text, .environment, "`git rev-parse HEAD` of the working directory."),
-        c("env_git_dirty", .boolean, .environment, "The checkout had uncommitted changes."),
+        c("env_git_dirty", .boolean, .environment, "The checkout had uncommitted changes (outside `results/`, where pipebench writes)."),
         c("env_timestamp", .text, .environment, "UTC start of the run, ISO 8601."),
     ]
 

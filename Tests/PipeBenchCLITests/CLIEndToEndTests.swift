@@ -199,6 +199,38 @@ func write(_ text: String, _ path: String) {
         #expect(md.stdout.contains("| ring | stream | spsc-ring |"))
     }
 
+    /// `env_git_dirty` ignores what pipebench itself writes under `results/`: a fresh CSV there
+    /// does not make the next run look built from uncommitted changes; any other change does.
+    @Test func resultsDoNotMakeTheCheckoutDirty() throws {
+        let dir = makeTempDir()
+        func git(_ args: [String]) throws -> Int32 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["git", "-c", "user.email=test@pipebench", "-c", "user.name=test"] + args
+            p.currentDirectoryURL = URL(fileURLWithPath: dir)
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            return p.terminationStatus
+        }
+        guard try git(["init", "-q"]) == 0 else { return }   // no git here: nothing to check
+        write("x\n", dir + "/tracked.txt")
+        #expect(try git(["add", "tracked.txt"]) == 0)
+        #expect(try git(["commit", "-q", "-m", "one"]) == 0)
+        try FileManager.default.createDirectory(atPath: dir + "/results", withIntermediateDirectories: true)
+        func dirtyAfterRun(_ name: String) throws -> String {
+            let o = try pipebench(["run", "--transport", "spsc-ring", "--write-size", "4K", "--total", "64K",
+                                   "--repetitions", "1", "--warmup", "0", "--quiet", "--csv", "results/\(name).csv"], in: dir)
+            #expect(o.status == 0, "\(o.stderr)")
+            return try ResultsTable.read(path: dir + "/results/\(name).csv").value(0, "env_git_dirty")
+        }
+        #expect(try dirtyAfterRun("a") == "false")
+        #expect(try dirtyAfterRun("b") == "false", "results/a.csv is pipebench's own output")
+        write("y\n", dir + "/untracked.txt")
+        #expect(try dirtyAfterRun("c") == "true")
+    }
+
     /// `export --to summary` prints a saved run's tables: ratios paired by round, and, when
     /// the placement moved, which rounds and the ratio over the usual placement alone.
     @Test func exportSummaryReprintsARun() throws {
