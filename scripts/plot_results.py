@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 SCHEMA = "pipebench-csv/3"
-# Version 2 lacks the probes around each repetition, version 1 also the pairs, fanin and kernel pipe size
-# columns (read with .get, empty when absent).
+# Version 2 lacks the probes around each repetition, version 1 also the pairs, fanin and
+# kernel pipe size columns (read with .get, empty when absent).
 SCHEMAS = (SCHEMA, "pipebench-csv/2", "pipebench-csv/1")
 
 

@@ -88,6 +88,7 @@ public enum ResultsSummary {
         /// Whether round `round` of run `runID` ran (in part) off the usual placement.
         public func isOff(runID: String, round: Int) -> Bool { offKeys.contains(runID + "#\(round)") }
 
+        /// Equal when what they report is (`offKeys` is the bookkeeping behind `isOff`).
         public static func == (a: PlacementDrift, b: PlacementDrift) -> Bool {
             (a.usualNs, a.lowestNs, a.highestNs, a.offRounds, a.rounds) == (b.usualNs, b.lowestNs, b.highestNs, b.offRounds, b.rounds)
         }

@@ -91,11 +91,11 @@ enum SummaryPrinter {
         var footnote = false
         // When the host moved the vCPUs during the run, ratios also over the usual placement's rounds.
         let drift = ResultsSummary.placementDrift(t)
-        let fastHeader = drift.map { String(format: "rounds at ~%.0f ns", $0.usualNs) }
+        let usualHeader = drift.map { String(format: "rounds at ~%.0f ns", $0.usualNs) }
         let stream = groups.filter { t.value($0.rows[0], "workload") == "stream" }
         if !stream.isEmpty {
             out.append("\nStream throughput (GB/s = 10^9 B/s, higher is better; ratio to linux-pipe = median of the per-round ratios, 95% CI)")
-            var rows = [["configuration", "write", "GB/s", "95% CI", "min-max", "CPU ns/B", "vs linux-pipe"] + (fastHeader.map { [$0] } ?? [])]
+            var rows = [["configuration", "write", "GB/s", "95% CI", "min-max", "CPU ns/B", "vs linux-pipe"] + (usualHeader.map { [$0] } ?? [])]
             for g in stream {
                 let xs = g.samples("throughput_GBps")
                 let (m, ci) = interval(xs, scale: 1, format: "%.3f")
@@ -113,7 +113,7 @@ enum SummaryPrinter {
         let pingpong = groups.filter { t.value($0.rows[0], "workload") == "pingpong" }
         if !pingpong.isEmpty {
             out.append("\nPingpong round trip (µs, lower is better; ratio to linux-pipe = median of the per-round p50 ratios, 95% CI)")
-            var rows = [["configuration", "message", "p50 µs", "95% CI", "p99 µs", "p99.9 µs", "vs linux-pipe"] + (fastHeader.map { [$0] } ?? [])]
+            var rows = [["configuration", "message", "p50 µs", "95% CI", "p99 µs", "p99.9 µs", "vs linux-pipe"] + (usualHeader.map { [$0] } ?? [])]
             for g in pingpong {
                 let (m, ci) = interval(g.samples("p50_ns"), scale: 1000, format: "%.2f")
                 if ci.hasSuffix("*") { footnote = true }
