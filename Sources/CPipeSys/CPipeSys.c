@@ -211,3 +211,27 @@ int pb_affinity_cpus(int tid, int *cpus, int capacity) {
     }
     return n;
 }
+
+#if defined(__x86_64__)
+#include <emmintrin.h>
+void pb_copy_streaming(void *dst, const void *src, size_t n) {
+    char *d = dst;
+    const char *s = src;
+    size_t head = (64 - ((uintptr_t)d & 63)) & 63;   // up to the first line boundary: cached
+    if (head > n) head = n;
+    memcpy(d, s, head);
+    d += head; s += head; n -= head;
+    for (; n >= 64; d += 64, s += 64, n -= 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)s), b = _mm_loadu_si128((const __m128i *)(s + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(s + 32)), e = _mm_loadu_si128((const __m128i *)(s + 48));
+        _mm_stream_si128((__m128i *)d, a);
+        _mm_stream_si128((__m128i *)(d + 16), b);
+        _mm_stream_si128((__m128i *)(d + 32), c);
+        _mm_stream_si128((__m128i *)(d + 48), e);
+    }
+    memcpy(d, s, n);                                  // the tail: cached
+    _mm_sfence();
+}
+#else
+void pb_copy_streaming(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+#endif

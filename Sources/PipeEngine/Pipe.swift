@@ -267,7 +267,9 @@ struct UIO {
 /// A null base with a non-zero length is EFAULT (the one bad address a user-space copy can
 /// detect without a system call; see SysPipe.swift's mapping notes).
 @inline(__always)
-func uiomove(_ cp: UnsafeMutableRawPointer, _ n: Int, _ uio: inout UIO) -> Errno? {
+/// `streaming`: copies into `cp` of at least `streamingCopyMin` bytes use non-temporal stores
+/// (`CopyStrategy.streaming`).
+func uiomove(_ cp: UnsafeMutableRawPointer, _ n: Int, _ uio: inout UIO, streaming: Bool = false) -> Errno? {
     var cp = cp, n = n
     while n > 0 && uio.uio_resid > 0 {
         var cnt = uio.uio_iov.pointee.iov_len
@@ -280,7 +282,8 @@ func uiomove(_ cp: UnsafeMutableRawPointer, _ n: Int, _ uio: inout UIO) -> Errno
         guard let base = uio.uio_iov.pointee.iov_base else { return .badAddress }
         switch uio.uio_rw {
         case .UIO_READ: memcpy(base, cp, cnt)
-        case .UIO_WRITE: memcpy(cp, base, cnt)
+        case .UIO_WRITE:
+            if streaming && cnt >= streamingCopyMin { pb_copy_streaming(cp, base, cnt) } else { memcpy(cp, base, cnt) }
         }
         uio.uio_iov.pointee.iov_base = base + cnt
         uio.uio_iov.pointee.iov_len -= cnt

@@ -32,6 +32,10 @@ import Glibc
 //    back and retaking it costs more than the copy (measured: 64-byte and 4 KiB streams). The
 //    I/O lock flag is held either way, so no decision can see the difference; threads that
 //    want the mutex meanwhile spin for the length of the copy instead.
+//  - copyin into the buffer -> memcpy, or with `CopyStrategy.streaming` non-temporal stores
+//    (whole lines written without first taking them back from the reader's cache; an sfence
+//    orders them before the mutex is given back). The seed's copy is the kernel's copyin; the
+//    choice only changes how the same bytes reach the buffer.
 //  - copyin / copyout faults -> only a null base with a non-zero length is detected (EFAULT)
 //    on the buffered path; other bad pointers fault in memcpy as they would in any user-space
 //    library. The direct path's hold detects unmapped and PROT_NONE ranges (EFAULT).
@@ -53,6 +57,8 @@ final class PipeKernel: @unchecked Sendable {
     let MINPIPESIZE: Int
     let PIPENPAGES: Int
     let hold: HoldStrategy
+    /// `CopyStrategy.streaming`, where the CPU has streaming stores.
+    let streamingCopy: Bool
     /// Whether this kernel has MADV_POPULATE_READ (Linux 5.14+), probed once at creation.
     let populateSupported: Bool
 
@@ -110,6 +116,11 @@ final class PipeKernel: @unchecked Sendable {
         MINPIPESIZE = config.minPipeSize
         PIPENPAGES = config.pipeNPages
         hold = config.hold
+        #if arch(x86_64)
+        streamingCopy = config.copy == .streaming
+        #else
+        streamingCopy = false
+        #endif
         populateSupported = pb_populate_read_supported()
         piperesizeallowed = AtomicWord(config.piperesizeallowed ? 1 : 0)
         pipe_mindirect = AtomicWord(config.pipeMindirect)
@@ -142,10 +153,10 @@ final class PipeKernel: @unchecked Sendable {
     /// for a small copy. Called with the mutex and the I/O lock flag held.
     @inline(__always)
     func uiomove_unlocked(_ cpipe: Pipe, _ cp: UnsafeMutableRawPointer, _ n: Int,
-                          _ uio: inout UIO) -> Errno? {
-        if n <= PipeKernel.copyUnderMutexMax { return uiomove(cp, n, &uio) }
+                          _ uio: inout UIO, streaming: Bool = false) -> Errno? {
+        if n <= PipeKernel.copyUnderMutexMax { return uiomove(cp, n, &uio, streaming: streaming) }
         cpipe.PIPE_UNLOCK()
-        let error = uiomove(cp, n, &uio)
+        let error = uiomove(cp, n, &uio, streaming: streaming)
         cpipe.PIPE_LOCK()
         return error
     }
@@ -773,14 +784,15 @@ final class PipeKernel: @unchecked Sendable {
 
                 // Transfer first segment
                 error = uiomove_unlocked(rpipe, wpipe.pipe_buffer.buffer! + wpipe.pipe_buffer.in,
-                                         segsize, &uio)
+                                         segsize, &uio, streaming: streamingCopy)
 
                 if error == nil && segsize < size {
                     precondition(wpipe.pipe_buffer.in + segsize == wpipe.pipe_buffer.size,
                                  "Pipe buffer wraparound disappeared")
                     // Transfer remaining part now, to support atomic writes. Wraparound
                     // happened.
-                    error = uiomove_unlocked(rpipe, wpipe.pipe_buffer.buffer!, size - segsize, &uio)
+                    error = uiomove_unlocked(rpipe, wpipe.pipe_buffer.buffer!, size - segsize, &uio,
+                                             streaming: streamingCopy)
                 }
                 if error == nil {
                     wpipe.pipe_buffer.in += size

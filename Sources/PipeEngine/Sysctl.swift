@@ -44,6 +44,9 @@ extension PipeSystem {
             .init(name: "engine.hold", access: .tunable,
                   description: "Direct-write page hold: 0 none, 1 populate, 2 mlock",
                   defaultValue: HoldStrategy.allCases.firstIndex(of: d.hold)!),
+            .init(name: "engine.copy", access: .tunable,
+                  description: "Buffered-write copy: 0 cached, 1 streaming (non-temporal stores)",
+                  defaultValue: CopyStrategy.allCases.firstIndex(of: d.copy)!),
             .init(name: "engine.spin_ns", access: .readWrite,
                   description: "Longest spin before a sleeping thread parks (0: always park)",
                   defaultValue: d.wait.maxSpinNanoseconds),
@@ -86,6 +89,7 @@ extension PipeSystem {
         case "engine.small_pipe_size": return k.SMALL_PIPE_SIZE
         case "engine.pipenpages": return k.PIPENPAGES
         case "engine.hold": return HoldStrategy.allCases.firstIndex(of: k.hold)!
+        case "engine.copy": return k.streamingCopy ? 1 : 0   // what is in effect: 0 on non-x86-64
         case "engine.spin_ns": return k.spinNanoseconds.load()
         case "engine.direct_writes": return k.directWrites.load()
         case "engine.direct_bytes": return k.directBytes.load()

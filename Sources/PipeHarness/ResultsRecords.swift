@@ -53,6 +53,7 @@ extension ResultsTable {
                     int("small_pipe_size_B", e.smallPipeSize)
                     int("maxpipekva_B", e.maxpipekva)
                     set("hold", e.hold.rawValue)
+                    set("copy", e.copy.rawValue)
                     int("wait_spin_ns", e.wait.maxSpinNanoseconds)
                     bool("piperesize", e.piperesizeallowed)
                     int("kva_tier_pct", point.kvaTier)

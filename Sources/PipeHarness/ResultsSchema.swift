@@ -16,10 +16,10 @@ public struct ResultsError: Error, CustomStringConvertible, Equatable, Sendable 
 }
 
 /// The columns of a pipebench results file, in their documented order. Version 3: version 2
-/// plus the core-to-core probe of each repetition (`addedInVersion3`); version 2: version 1 plus
-/// the pairs and fanin columns and the kernel pipe size asked for (`addedInVersion2`). Files
-/// of versions 1 and 2 are still read, their rows moved into this version's columns with the
-/// newer ones empty.
+/// plus the engine's copy strategy and the core-to-core probe of each repetition
+/// (`addedInVersion3`); version 2: version 1 plus the pairs and fanin columns and the kernel
+/// pipe size asked for (`addedInVersion2`). Files of versions 1 and 2 are still read, their
+/// rows moved into this version's columns with the newer ones empty.
 public enum ResultsSchema {
     public static let version = 3
     public static let csvVersion = csvSchema(version)
@@ -36,7 +36,7 @@ public enum ResultsSchema {
         "stream_min_GBps", "stream_max_GBps", "streams_GBps", "mux_calls", "ready_events", "empty_reads",
     ]
     /// The columns version 3 added.
-    public static let addedInVersion3: Set<String> = ["probe_ns"]
+    public static let addedInVersion3: Set<String> = ["copy", "probe_ns"]
 
     /// The columns of version `v` (1 through `version`), in order.
     public static func columnNames(ofVersion v: Int) -> [String] {
@@ -101,6 +101,7 @@ public enum ResultsSchema {
         c("small_pipe_size_B", .integer, .parameter, "engine: `SMALL_PIPE_SIZE`."),
         c("maxpipekva_B", .integer, .parameter, "engine: `kern.ipc.maxpipekva`."),
         c("hold", .text, .parameter, "engine: direct-write page hold, `none`, `populate` or `mlock`."),
+        c("copy", .text, .parameter, "engine: how a buffered write copies into the pipe buffer, `cached` or `streaming` (non-temporal stores)."),
         c("wait_spin_ns", .integer, .parameter, "engine: longest spin before a waiting thread parks (0 = park)."),
         c("piperesize", .boolean, .parameter, "engine: `kern.ipc.piperesizeallowed`."),
         c("kva_tier_pct", .integer, .parameter, "kva-pressure: `pipekva` filled to this percentage of `maxpipekva` first."),

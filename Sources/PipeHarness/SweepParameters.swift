@@ -18,7 +18,7 @@ public enum SweepAxis: String, CaseIterable, Sendable {
     case verify
     // engine (PipeConfiguration)
     case mindirect, pipeSize = "pipe-size", bigPipeSize = "big-pipe-size", smallPipeSize = "small-pipe-size"
-    case maxpipekva, hold, wait, piperesize
+    case maxpipekva, hold, copy, wait, piperesize
     case kvaTier = "kva-tier"
     // placement
     case writerCPU = "writer-cpu", readerCPU = "reader-cpu"
@@ -33,7 +33,7 @@ public enum SweepAxis: String, CaseIterable, Sendable {
         case .iterations, .warmupIterations, .pairs, .writers, .kvaTier, .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
             return .integer
         case .rate: return .number
-        case .workload, .transport, .verify, .hold, .wait, .piperesize, .pairCPUs, .mux: return .text
+        case .workload, .transport, .verify, .hold, .copy, .wait, .piperesize, .pairCPUs, .mux: return .text
         }
     }
 
@@ -43,7 +43,7 @@ public enum SweepAxis: String, CaseIterable, Sendable {
         case .workload, .transport, .writeSize, .readSize, .total, .messageSize, .iterations, .warmupIterations, .rate, .verify,
              .pairs, .writers, .mux, .kernelPipeSize:
             return "workload"
-        case .mindirect, .pipeSize, .bigPipeSize, .smallPipeSize, .maxpipekva, .hold, .wait, .piperesize, .kvaTier:
+        case .mindirect, .pipeSize, .bigPipeSize, .smallPipeSize, .maxpipekva, .hold, .copy, .wait, .piperesize, .kvaTier:
             return "engine"
         case .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode, .pairCPUs:
             return "placement"
@@ -167,6 +167,7 @@ public struct SweepPoint: Sendable, Hashable {
     public var smallPipeSize: Int?
     public var maxpipekva: Int?
     public var hold: HoldStrategy?
+    public var copy: CopyStrategy?
     /// Nil: the engine default; 0 = park.
     public var waitSpinNs: Int?
     public var piperesize: Bool?
@@ -268,6 +269,11 @@ public struct SweepPoint: Sendable, Hashable {
                 throw SweepError("--hold '\(text)' is unknown; use one of: none, populate, mlock")
             }
             hold = h
+        case .copy:
+            guard let c = CopyStrategy(rawValue: text) else {
+                throw SweepError("--copy '\(text)' is unknown; use one of: cached, streaming")
+            }
+            copy = c
         case .wait: waitSpinNs = try Self.parseWait(text)
         case .piperesize: piperesize = try Self.onOff(text, axis)
         case .kvaTier:
@@ -336,6 +342,7 @@ public struct SweepPoint: Sendable, Hashable {
         if let v = smallPipeSize { c.smallPipeSize = v }
         if let v = maxpipekva { c.maxpipekva = v }
         if let v = hold { c.hold = v }
+        if let v = copy { c.copy = v }
         if let v = waitSpinNs { c.wait = WaitStrategy(maxSpinNanoseconds: v) }
         if let v = piperesize { c.piperesizeallowed = v }
         return c
@@ -510,6 +517,7 @@ public struct SweepPoint: Sendable, Hashable {
         case .smallPipeSize: return smallPipeSize.map(SizeSpec.format)
         case .maxpipekva: return maxpipekva.map(SizeSpec.format)
         case .hold: return hold?.rawValue
+        case .copy: return copy?.rawValue
         case .wait: return waitSpinNs.map { $0 == 0 ? "park" : "spin:\($0)" }
         case .piperesize: return piperesize.map { $0 ? "on" : "off" }
         case .kvaTier: return kvaTier.map(String.init)
@@ -634,7 +642,7 @@ extension SweepPoint {
         let d = SweepPoint()
         if !applies(.mindirect) {
             p.mindirect = nil; p.pipeSize = nil; p.bigPipeSize = nil; p.smallPipeSize = nil
-            p.maxpipekva = nil; p.hold = nil; p.waitSpinNs = nil; p.piperesize = nil
+            p.maxpipekva = nil; p.hold = nil; p.copy = nil; p.waitSpinNs = nil; p.piperesize = nil
         }
         if workload == "kva-pressure" && kvaTier == nil { p.kvaTier = 0 }
         if workload != "kva-pressure" { p.kvaTier = nil }

@@ -46,6 +46,8 @@ struct ParameterOptions: ParsableArguments {
     var maxpipekva: [String] = []
     @Option(name: .customLong("hold"), help: ArgumentHelp("engine: direct-write page hold: none, populate, mlock.", valueName: "strategy"))
     var hold: [String] = []
+    @Option(name: .customLong("copy"), help: ArgumentHelp("engine: how a buffered write copies into the pipe buffer: cached (memcpy) or streaming (non-temporal stores; x86-64).", valueName: "strategy"))
+    var copy: [String] = []
     @Option(name: .customLong("wait"), help: ArgumentHelp("engine: park, spin (50 us) or spin:NS (ns, or with us/ms).", valueName: "strategy"))
     var wait: [String] = []
     @Option(name: .customLong("piperesize"), help: ArgumentHelp("engine: kern.ipc.piperesizeallowed, on or off.", valueName: "on|off"))
@@ -73,7 +75,7 @@ struct ParameterOptions: ParsableArguments {
             (.warmupIterations, warmupIterations), (.rate, rate),
             (.pairs, pairs), (.pairCPUs, pairCPUs), (.writers, writers), (.mux, mux), (.kernelPipeSize, kernelPipeSize), (.mindirect, mindirect),
             (.pipeSize, pipeSize), (.bigPipeSize, bigPipeSize), (.smallPipeSize, smallPipeSize),
-            (.maxpipekva, maxpipekva), (.hold, hold), (.wait, wait), (.piperesize, piperesize),
+            (.maxpipekva, maxpipekva), (.hold, hold), (.copy, copy), (.wait, wait), (.piperesize, piperesize),
             (.kvaTier, kvaTier), (.writerCPU, writerCPU), (.readerCPU, readerCPU),
             (.writerNode, writerNode), (.readerNode, readerNode), (.memoryNode, memoryNode),
         ]

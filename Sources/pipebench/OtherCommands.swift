@@ -297,7 +297,7 @@ struct SysctlCommand: PipeBenchCommand {
         "kern.ipc.maxpipekva": "--maxpipekva", "kern.ipc.piperesizeallowed": "--piperesize",
         "kern.ipc.pipe_mindirect": "--mindirect", "engine.pipe_size": "--pipe-size",
         "engine.big_pipe_size": "--big-pipe-size", "engine.small_pipe_size": "--small-pipe-size",
-        "engine.hold": "--hold", "engine.spin_ns": "--wait",
+        "engine.hold": "--hold", "engine.copy": "--copy", "engine.spin_ns": "--wait",
     ]
 
     func execute() throws {

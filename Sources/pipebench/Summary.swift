@@ -26,7 +26,7 @@ enum TextTable {
 enum SummaryPrinter {
     static let engineColumns: Set<String> = [
         "pipe_mindirect_B", "pipe_size_B", "big_pipe_size_B", "small_pipe_size_B", "maxpipekva_B",
-        "hold", "wait_spin_ns", "piperesize", "kva_tier_pct",
+        "hold", "copy", "wait_spin_ns", "piperesize", "kva_tier_pct",
     ]
 
     /// The linux-pipe group measured with the same workload parameters, if any.

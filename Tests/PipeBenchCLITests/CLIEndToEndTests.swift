@@ -93,6 +93,7 @@ func write(_ text: String, _ path: String) {
         (["compare", "a.csv", "b.csv", "--threshold", "five"], 64, "give a percentage"),
         (["compare", "/nonexistent-a.csv", "/nonexistent-b.csv"], 65, "cannot read '/nonexistent-a.csv'"),
         (["export", "/nonexistent.csv"], 65, "cannot read"),
+        (["run", "--transport", "engine", "--copy", "fast"], 64, "use one of: cached, streaming"),
         (["run", "--workload", "pairs", "--pairs", "0"], 64, "--pairs 0: must be positive"),
         (["run", "--workload", "pairs", "--pairs", "3", "--pair-cpus", "0:0,0:0"], 64, "2 pairs of CPUs for --pairs 3"),
         (["run", "--workload", "pairs", "--pair-cpus", "0-1"], 64, "give WRITER:READER CPUs per pair"),
@@ -197,6 +198,22 @@ func write(_ text: String, _ path: String) {
         #expect(try ResultsTable.read(path: dir + "/all.csv").rows.count == 6)
         let md = try pipebench(["export", "all.csv", "--to", "markdown"], in: dir)
         #expect(md.stdout.contains("| ring | stream | spsc-ring |"))
+    }
+
+    /// `--copy` is a sweep axis of the engine: each value is its own configuration, recorded in
+    /// the `copy` column, and a verified transfer is byte-exact either way.
+    @Test func copyStrategyIsAnEngineAxis() throws {
+        let dir = makeTempDir()
+        let o = try pipebench(["sweep", "--transport", "engine,linux-pipe", "--copy", "cached,streaming", "--write-size", "4K",
+                               "--total", "1M", "--verify", "--repetitions", "1", "--warmup", "0", "--quiet", "--csv", "c.csv"], in: dir)
+        #expect(o.status == 0, "\(o.stderr)")
+        let t = try ResultsTable.read(path: dir + "/c.csv")
+        let engine = t.rows.indices.filter { t.value($0, "transport") == "engine" }
+        #expect(Set(engine.map { t.value($0, "copy") }) == ["cached", "streaming"])
+        #expect(engine.allSatisfy { t.value($0, "integrity_ok") == "true" })
+        // Not an axis of the kernel's pipe: one linux-pipe configuration, its copy column empty.
+        let pipe = t.rows.indices.filter { t.value($0, "transport") == "linux-pipe" }
+        #expect(pipe.count == 1 && t.value(pipe[0], "copy") == "")
     }
 
     /// `env_git_dirty` ignores what pipebench itself writes under `results/`: a fresh CSV there

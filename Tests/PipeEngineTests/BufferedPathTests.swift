@@ -1,16 +1,23 @@
 import Foundation
 import Glibc
+import CPipeSys
 import Testing
 @testable import PipeEngine
 
 @Suite("pipe_read / pipe_write: the buffered path")
 struct BufferedPathTests {
     /// Non-blocking writes and reads of awkward sizes keep the buffer wrapping around; every
-    /// byte must come out in order.
-    @Test func byteExactAcrossWraparound() throws {
+    /// byte must come out in order, whichever way the writer's bytes are copied in (streaming
+    /// stores for the long segments, cached ones for their unaligned heads and tails).
+    @Test(arguments: CopyStrategy.allCases)
+    func byteExactAcrossWraparound(copy: CopyStrategy) throws {
         var config = PipeConfiguration()
         config.piperesizeallowed = false              // stay at 16 KiB: wrap a lot
+        config.copy = copy
         let sys = try quietSystem(config)
+        #if arch(x86_64)
+        #expect(try sys.sysctl("engine.copy") == CopyStrategy.allCases.firstIndex(of: copy)!)
+        #endif
         let (r, w) = try sys.pipe2(O_NONBLOCK)
         var written = 0, read = 0
         var rng = SystemRandomNumberGenerator()
@@ -30,6 +37,24 @@ struct BufferedPathTests {
         }
         #expect(wraps > 10)
         #expect(try sys.bufferSize(r) == DEFAULT_PIPE_SIZE)
+    }
+
+    /// `pb_copy_streaming` (`CopyStrategy.streaming`) copies exactly, at every alignment of
+    /// the destination and with heads and tails shorter than a line.
+    @Test func streamingCopyIsExactAtEveryAlignment() {
+        let src = pattern(0..<8192, seed: 9)
+        let dst = UnsafeMutableRawPointer.allocate(byteCount: 8192 + 128, alignment: 64)
+        defer { dst.deallocate() }
+        for offset in 0..<64 {
+            for n in [0, 1, 63, 64, 65, 127, 1024, 4096 + 17, 8192 - 64] {
+                memset(dst, 0xEE, 8192 + 128)
+                src.withUnsafeBytes { pb_copy_streaming(dst + offset, $0.baseAddress!, n) }
+                let out = UnsafeRawBufferPointer(start: dst, count: 8192 + 128)
+                #expect(Array(out[offset..<(offset + n)]) == Array(src[0..<n]), "offset \(offset), \(n) bytes")
+                #expect(out[0..<offset].allSatisfy { $0 == 0xEE } && out[(offset + n)...].allSatisfy { $0 == 0xEE },
+                        "offset \(offset), \(n) bytes: wrote outside")
+            }
+        }
     }
 
     /// `pipespace_new` linearises the circular buffer when it grows.

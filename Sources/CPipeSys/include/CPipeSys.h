@@ -92,6 +92,11 @@ static inline void pb_unlock(uint32_t *word) {
 
 // MARK: memory
 
+/// Copies `n` bytes with non-temporal stores where the CPU has them (x86-64: SSE2), whole
+/// aligned lines at a time, then `sfence`, so that the stores are visible before whatever
+/// the caller publishes next (the pipe mutex's release). Elsewhere, `memcpy`.
+void pb_copy_streaming(void *dst, const void *src, size_t n);
+
 enum {
     PB_MADV_POPULATE_READ = 22,
     PB_MADV_POPULATE_WRITE = 23,
