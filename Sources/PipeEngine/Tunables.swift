@@ -29,9 +29,9 @@ public enum CopyStrategy: String, Sendable, CaseIterable, CustomStringConvertibl
     case cached
     /// Non-temporal (streaming) stores for copies of at least `streamingCopyMin` bytes: whole
     /// lines go to memory without being read first, and the reader's copies are invalidated;
-    /// the reader then copies from memory. Measured here (4 KiB stream): ~2.7x faster while
-    /// the two vCPUs sat ~320 ns apart, no change at ~64 ns, slower when they sat closer.
-    /// x86-64 only; `cached` elsewhere.
+    /// the reader then copies from memory. Measured here (buffered streams, the vCPUs ~64 ns
+    /// apart): 1.1-1.6x for writes of 8 KiB and more, 0.8-1.1x at 4 KiB (2.7x at 4 KiB while
+    /// they sat ~320 ns apart). x86-64 only; `cached` elsewhere.
     case streaming
     public var description: String { rawValue }
 }
