@@ -265,10 +265,10 @@ struct UIO {
 
 /// `uiomove(cp, n, uio)`: copies between a kernel buffer and the uio, advancing it.
 /// A null base with a non-zero length is EFAULT (the one bad address a user-space copy can
-/// detect without a system call; see SysPipe.swift's mapping notes).
-@inline(__always)
-/// `streaming`: copies into `cp` of at least `streamingCopyMin` bytes use non-temporal stores
+/// detect without a system call; see SysPipe.swift's mapping notes). With `streaming`, copies
+/// into `cp` of at least `streamingCopyMin` bytes use non-temporal stores
 /// (`CopyStrategy.streaming`).
+@inline(__always)
 func uiomove(_ cp: UnsafeMutableRawPointer, _ n: Int, _ uio: inout UIO, streaming: Bool = false) -> Errno? {
     var cp = cp, n = n
     while n > 0 && uio.uio_resid > 0 {

@@ -36,8 +36,8 @@ public enum CopyStrategy: String, Sendable, CaseIterable, CustomStringConvertibl
     public var description: String { rawValue }
 }
 
-/// Copies shorter than this stay cached under `CopyStrategy.streaming` (a partial line would
-/// be read anyway).
+/// Copies shorter than this stay cached under `CopyStrategy.streaming`: their head and tail
+/// lines are copied cached anyway, and so short a copy has little to gain.
 public let streamingCopyMin = 1024
 
 /// The tunables of one `PipeSystem`: FreeBSD's `kern.ipc.*` sysctls, plus the compile-time
