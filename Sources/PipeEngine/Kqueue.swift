@@ -231,40 +231,58 @@ extension PipeSystem {
     public func kevent(_ kqfd: Int32, changes: [Kevent], capacity: Int,
                        timeout nanoseconds: Int?) throws(Errno) -> [Kevent] {
         guard capacity >= 0 else { throw .invalidArgument }
+        // The events land in scratch space first (on the stack when small), so that a call that
+        // returns none allocates nothing; Kevent is a plain value, so no initialization is owed.
+        return try withUnsafeTemporaryAllocation(of: Kevent.self, capacity: capacity) { events in
+            changes.withUnsafeBufferPointer { changes in
+                Result { () throws(Errno) -> [Kevent] in
+                    let n = try kevent(kqfd, changes: changes, events: events, timeout: nanoseconds)
+                    return n == 0 ? [] : Array(events[0..<n])
+                }
+            }
+        }.get()
+    }
+
+    /// `kevent` as the system call takes it: the events go into the caller's `events` (its
+    /// count is `nevents`), and the number written comes back. Allocates nothing when it need
+    /// not wait (events ready, or a zero timeout).
+    public func kevent(_ kqfd: Int32, changes: UnsafeBufferPointer<Kevent>,
+                       events: UnsafeMutableBufferPointer<Kevent>,
+                       timeout nanoseconds: Int?) throws(Errno) -> Int {
         guard let fo = table.fget(kqfd) else { throw .badFileDescriptor }
         defer { fdrop(fo) }
-        guard let kqf = fo as? KqueueFile else { throw .badFileDescriptor }
-        let kq = kqf.kq
-        var out: [Kevent] = []
+        guard fo.f_type == .DTYPE_KQUEUE else { throw .badFileDescriptor }
+        let kq = unsafeDowncast(fo, to: KqueueFile.self).kq
+        var n = 0
         var nerrors = 0
         for change in changes {
             let error = kqueue_register(kq, change)
             if error != nil || change.flags & Kevent.EV_RECEIPT != 0 {
-                if out.count >= capacity {
+                if n >= events.count {
                     // No room for the entry: the kernel stops here and returns the error.
                     if let error { throw error }
-                    return out
+                    return n
                 }
                 var entry = change
                 entry.flags = Kevent.EV_ERROR
                 entry.data = Int(error?.rawValue ?? 0)
-                out.append(entry)
+                events[n] = entry
+                n += 1
                 nerrors += 1
             }
         }
-        if nerrors > 0 || capacity == 0 { return out }
-        _ = try kern_poll(timeout: nanoseconds) { (waiter, _) throws(Errno) -> Int in
-            out = kqueue_scan(kq, capacity)
-            if out.isEmpty, let waiter {
+        if nerrors > 0 || events.isEmpty { return n }
+        return try kern_poll(timeout: nanoseconds) { (waiter, _) throws(Errno) -> Int in
+            let found = kqueue_scan(kq, into: events)
+            if found == 0, let waiter {
                 kq.lock.lock()
                 if !kq.waiters.contains(where: { $0 === waiter }) { kq.waiters.append(waiter) }
                 let raced = !kq.active.isEmpty
                 kq.lock.unlock()
                 if raced { waiter.wake() }
             }
-            return out.count
+            return found
         }
-        return out
     }
 
     /// `kqueue_register`: add, modify, enable, disable or delete one knote.
@@ -403,18 +421,20 @@ extension PipeSystem {
     }
 
     /// `kqueue_scan` without the sleep: report up to `max` active knotes, in order.
-    private func kqueue_scan(_ kq: Kqueue, _ max: Int) -> [Kevent] {
-        var out: [Kevent] = []
+    /// Writes up to `events.count` events into `events`; returns how many.
+    private func kqueue_scan(_ kq: Kqueue, into events: UnsafeMutableBufferPointer<Kevent>) -> Int {
+        var n = 0
+        let max = events.count
         // Like the kernel's marker knote: only what was active when the scan began is looked
         // at, so a level-triggered knote put back at the end is not reported twice.
         kq.lock.lock()
         var budget = kq.active.count
         kq.lock.unlock()
-        while out.count < max && budget > 0 {
+        while n < max && budget > 0 {
             budget -= 1
             kq.lock.lock()
             guard !kq.active.isEmpty else { kq.lock.unlock(); break }
-            let kn = kq.active.removeFirst()
+            let kn = kq.active.remove(at: 0)   // (removeFirst() allocated in the debug build; this does not)
             kn.queued = false
             let pipe = kn.hook, pair = kn.hookPair
             kq.lock.unlock()
@@ -440,9 +460,10 @@ extension PipeSystem {
                 pipe?.PIPE_UNLOCK()
                 continue
             }
-            out.append(Kevent(ident: UInt(kn.fd), filter: kn.filter,
-                              flags: kn.flags & ~(Kevent.EV_RECEIPT), fflags: kn.fflags,
-                              data: kn.data, udata: kn.udata))
+            events[n] = Kevent(ident: UInt(kn.fd), filter: kn.filter,
+                               flags: kn.flags & ~(Kevent.EV_RECEIPT), fflags: kn.fflags,
+                               data: kn.data, udata: kn.udata)
+            n += 1
             let drop = oneshot
             if !oneshot {
                 if kn.flags & Kevent.EV_CLEAR != 0 {
@@ -460,7 +481,7 @@ extension PipeSystem {
             pipe?.PIPE_UNLOCK()
             if drop { knote_drop(kn) }
         }
-        return out
+        return n
     }
 
     /// `knote_fdclose`: the descriptor is being closed; its knotes go from every kqueue.

@@ -367,6 +367,9 @@ final class EngineFanIn: FanInPipes, @unchecked Sendable {
     /// Reader thread only: the poll set (a closed pipe's entry is -1, which poll skips).
     private let pollSet: UnsafeMutableBufferPointer<PollFD>
     private var kq: Int32 = -1
+    /// Reader thread only: kevent's event list (one slot per pipe), reused by every call so
+    /// that the kqueue mux allocates no more than the poll one does.
+    private let events: UnsafeMutableBufferPointer<Kevent>
     /// The read fd of each pipe index, for kevent's idents.
     private let indexOfFD: [Int32: Int]
 
@@ -392,6 +395,7 @@ final class EngineFanIn: FanInPipes, @unchecked Sendable {
         indexOfFD = Dictionary(uniqueKeysWithValues: r.enumerated().map { ($1, $0) })
         pollSet = .allocate(capacity: r.count)
         for (i, fd) in r.enumerated() { pollSet[i] = PollFD(fd: fd, events: PollEvents.POLLIN) }
+        events = .allocate(capacity: r.count)
         if mux == .kqueue {
             do {
                 kq = try system.kqueue()
@@ -403,6 +407,7 @@ final class EngineFanIn: FanInPipes, @unchecked Sendable {
                 for fd in r + w { try? system.close(fd) }
                 if kq >= 0 { try? system.close(kq) }
                 pollSet.deallocate()
+                events.deallocate()
                 throw HarnessError.system(call: "kqueue/kevent (engine)", errno: error.rawValue, context: "fanin registration")
             }
         }
@@ -411,6 +416,7 @@ final class EngineFanIn: FanInPipes, @unchecked Sendable {
     deinit {
         if kq >= 0 { try? system.close(kq) }
         pollSet.deallocate()
+        events.deallocate()
     }
 
     func write(_ i: Int, _ base: UnsafeRawPointer, _ count: Int) throws -> Int {
@@ -460,18 +466,20 @@ final class EngineFanIn: FanInPipes, @unchecked Sendable {
             for i in pollSet.indices where pollSet[i].fd >= 0 && pollSet[i].revents != 0 { ready.append(i) }
             return n
         case .kqueue:
-            let events: [Kevent]
-            do { events = try system.kevent(kq, changes: [], capacity: readFDs.count, timeout: nil) } catch {
+            let n: Int
+            do {
+                n = try system.kevent(kq, changes: UnsafeBufferPointer(start: nil, count: 0), events: events, timeout: nil)
+            } catch {
                 if error == .interrupted { return 0 }
                 throw HarnessError.system(call: "kevent (engine)", errno: error.rawValue, context: "fanin")
             }
-            for e in events {
+            for e in events[0..<n] {
                 if e.flags & Kevent.EV_ERROR != 0 {
                     throw HarnessError.system(call: "kevent (engine)", errno: Int32(e.data), context: "fanin event for fd \(e.ident)")
                 }
                 if let i = indexOfFD[Int32(e.ident)] { ready.append(i) }
             }
-            return events.count
+            return n
         }
     }
 }

@@ -66,4 +66,37 @@ struct HotPathAllocationTests {
         #expect(writerCount.get == 0)
         #expect(try sys.sysctl("engine.direct_writes") > 0)
     }
+
+    /// `kevent` into the caller's event buffer, as the system call takes it, on a ready pipe:
+    /// the events come back (level-triggered, the same each time, as the array form gives
+    /// them) and nothing is allocated. (The array form allocates its result.)
+    @Test(.enabled(if: pb_malloc_counting_available(), "malloc is the sanitizer's"))
+    func keventIntoABufferAllocatesNothing() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2(O_NONBLOCK)
+        let kq = try sys.kqueue()
+        _ = try sys.kevent(kq, changes: [Kevent(ident: UInt(r), filter: Kevent.EVFILT_READ, flags: Kevent.EV_ADD),
+                                         Kevent(ident: UInt(w), filter: Kevent.EVFILT_WRITE, flags: Kevent.EV_ADD)],
+                           capacity: 0, timeout: 0)
+        var byte: UInt8 = 1
+        _ = try sys.write(w, &byte, 1)
+        let expected = try sys.kevent(kq, changes: [], capacity: 4, timeout: 0)
+        #expect(Set(expected.map { $0.filter }) == [Kevent.EVFILT_READ, Kevent.EVFILT_WRITE])
+        let events = UnsafeMutableBufferPointer<Kevent>.allocate(capacity: 4)
+        defer { events.deallocate() }
+        let none = UnsafeBufferPointer<Kevent>(start: nil, count: 0)
+        var matches = true
+        for _ in 0..<10 { _ = try sys.kevent(kq, changes: none, events: events, timeout: 0) }   // warm-up
+        let before = pb_thread_malloc_count()
+        var counts = 0
+        for _ in 0..<1_000 { counts += try sys.kevent(kq, changes: none, events: events, timeout: 0) }
+        #expect(pb_thread_malloc_count() - before == 0)
+        for i in 0..<expected.count {
+            matches = matches && events[i].ident == expected[i].ident && events[i].filter == expected[i].filter
+                && events[i].data == expected[i].data
+        }
+        #expect(counts == 1_000 * expected.count)
+        #expect(matches)
+        try sys.close(kq); try sys.close(r); try sys.close(w)
+    }
 }

@@ -71,6 +71,17 @@ typealias IOFixture = (PipeSystem, Int32, Int32, UnsafeMutableRawPointer)
 typealias PollFixture = (PipeSystem, [PollFD])
 typealias KqueueFixture = (PipeSystem, Int32)
 
+/// A kqueue watching one pipe that has bytes to read.
+func readyKqueue() throws -> KqueueFixture {
+    let system = makeSystem()
+    let (r, w) = try system.pipe2()
+    _ = try system.write(w, [UInt8](repeating: 1, count: 10), 10)
+    let kq = try system.kqueue()
+    _ = try system.kevent(kq, changes: [Kevent(ident: UInt(r), filter: Kevent.EVFILT_READ,
+                                               flags: Kevent.EV_ADD)], capacity: 0, timeout: 0)
+    return (system, kq)
+}
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .cpuTotal, .mallocCountTotal, .throughput],
@@ -155,13 +166,7 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(try! system.kevent(kq, changes: [], capacity: 4, timeout: 0))
         }
     } setup: {
-        let system = makeSystem()
-        let (r, w) = try system.pipe2()
-        _ = try system.write(w, [UInt8](repeating: 1, count: 10), 10)
-        let kq = try system.kqueue()
-        _ = try system.kevent(kq, changes: [Kevent(ident: UInt(r), filter: Kevent.EVFILT_READ,
-                                                   flags: Kevent.EV_ADD)], capacity: 0, timeout: 0)
-        return (system, kq)
+        try readyKqueue()
     }
     Benchmark("kevent-idle") { (benchmark: Benchmark, context: KqueueFixture) in
         let (system, kq) = context
@@ -175,6 +180,21 @@ let benchmarks: @Sendable () -> Void = {
         _ = try system.kevent(kq, changes: [Kevent(ident: UInt(r), filter: Kevent.EVFILT_READ,
                                                    flags: Kevent.EV_ADD)], capacity: 0, timeout: 0)
         return (system, kq)
+    }
+
+    // kevent as the system call takes it: the events go into the caller's buffer.
+    Benchmark("kevent-ready-into-buffer") { (benchmark: Benchmark, context: KqueueFixture) in
+        let (system, kq) = context
+        let events = UnsafeMutableBufferPointer<Kevent>.allocate(capacity: 4)
+        defer { events.deallocate() }
+        let none = UnsafeBufferPointer<Kevent>(start: nil, count: 0)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            blackHole(try! system.kevent(kq, changes: none, events: events, timeout: 0))
+        }
+        benchmark.stopMeasurement()
+    } setup: {
+        try readyKqueue()
     }
 
     // Resize under KVA pressure: maxpipekva = 96 KiB, a ballast pipe holds 20 KiB. Each
