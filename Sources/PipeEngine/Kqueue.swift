@@ -420,8 +420,8 @@ extension PipeSystem {
         kq.lock.unlock()
     }
 
-    /// `kqueue_scan` without the sleep: report up to `max` active knotes, in order.
-    /// Writes up to `events.count` events into `events`; returns how many.
+    /// `kqueue_scan` without the sleep: report up to `events.count` active knotes into `events`,
+    /// in order; returns how many.
     private func kqueue_scan(_ kq: Kqueue, into events: UnsafeMutableBufferPointer<Kevent>) -> Int {
         var n = 0
         let max = events.count

@@ -213,13 +213,17 @@ enum FileWords {
     /// The file whose words these are (valid while a reference on its count is held).
     @inline(__always)
     static func owner(_ words: UnsafeMutablePointer<UInt32>) -> Unmanaged<FileObject>? {
-        let raw = UnsafeMutableRawPointer(words + 4).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
-        return pb_acquire_load_ptr(raw).map { Unmanaged<FileObject>.fromOpaque($0) }
+        pb_acquire_load_ptr(ownerField(words)).map { Unmanaged<FileObject>.fromOpaque($0) }
     }
 
     static func setOwner(_ words: UnsafeMutablePointer<UInt32>, _ owner: UnsafeMutableRawPointer?) {
-        let raw = UnsafeMutableRawPointer(words + 4).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
-        pb_release_store_ptr(raw, owner)
+        pb_release_store_ptr(ownerField(words), owner)
+    }
+
+    /// Words [4...5]: the owning file's address.
+    @inline(__always)
+    private static func ownerField(_ words: UnsafeMutablePointer<UInt32>) -> UnsafeMutablePointer<UnsafeMutableRawPointer?> {
+        UnsafeMutableRawPointer(words + 4).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
     }
 }
 

@@ -74,6 +74,13 @@ enum SummaryPrinter {
         return String(format: "%.2fx [%.2f, %.2f] (unpaired)", r.estimate, r.lower, r.upper)
     }
 
+    /// The "vs linux-pipe" cell, and when the run's placement drifted, the ratio over the
+    /// usual placement's rounds beside it (the column `usualHeader` names).
+    static func ratioCells(_ g: ResultsSummary.Group, _ base: ResultsSummary.Group?, _ column: String,
+                           _ drift: ResultsSummary.PlacementDrift?) -> [String] {
+        [ratioText(g, base, column)] + (drift.map { [ratioText(g, base, column, onlyUsualPlacement: $0)] } ?? [])
+    }
+
     static func interval(_ xs: [Double], scale: Double, format: String) -> (String, String) {
         guard !xs.isEmpty else { return ("", "") }
         let m = String(format: format, Statistics.median(xs) / scale)
@@ -103,9 +110,7 @@ enum SummaryPrinter {
                 let mm = xs.isEmpty ? "" : String(format: "%.2f-%.2f", xs.min()!, xs.max()!)
                 let cpu = g.median("cpu_ns_per_B").map { String(format: "%.3f", $0) } ?? ""
                 let w = Int(t.value(g.rows[0], "write_size_B")).map(SizeSpec.format) ?? ""
-                let base = baseline(for: g, in: groups, t)
-                rows.append([g.label, w, m, ci, mm, cpu, ratioText(g, base, "throughput_GBps")]
-                            + (drift.map { [ratioText(g, base, "throughput_GBps", onlyUsualPlacement: $0)] } ?? []))
+                rows.append([g.label, w, m, ci, mm, cpu] + ratioCells(g, baseline(for: g, in: groups, t), "throughput_GBps", drift))
                 if rows.last!.contains(where: { $0.hasSuffix("*") }) { footnote = true }
             }
             out.append(TextTable.render(rows))
@@ -120,9 +125,7 @@ enum SummaryPrinter {
                 let p99 = g.median("p99_ns").map { String(format: "%.2f", $0 / 1000) } ?? ""
                 let p999 = g.median("p999_ns").map { String(format: "%.2f", $0 / 1000) } ?? ""
                 let msg = Int(t.value(g.rows[0], "message_size_B")).map(SizeSpec.format) ?? ""
-                let base = baseline(for: g, in: groups, t)
-                rows.append([g.label, msg, m, ci, p99, p999, ratioText(g, base, "p50_ns")]
-                            + (drift.map { [ratioText(g, base, "p50_ns", onlyUsualPlacement: $0)] } ?? []))
+                rows.append([g.label, msg, m, ci, p99, p999] + ratioCells(g, baseline(for: g, in: groups, t), "p50_ns", drift))
                 if rows.last!.contains(where: { $0.hasSuffix("*") }) { footnote = true }
             }
             out.append(TextTable.render(rows))
@@ -137,6 +140,7 @@ enum SummaryPrinter {
             var header = ["configuration", "write", "K", "GB/s", "95% CI", "slowest-fastest", "CPU ns/B"]
             if workload == "fanin" { header += ["mux", "KiB/call"] }
             header.append("vs linux-pipe")
+            if let usualHeader { header.append(usualHeader) }
             var rows = [header]
             for g in these {
                 let r0 = g.rows[0]
@@ -152,8 +156,8 @@ enum SummaryPrinter {
                     let perCall = zip(g.samples("bytes_B"), g.samples("mux_calls")).map { $1 > 0 ? $0 / $1 / 1024 : 0 }
                     row += [t.value(r0, "mux"), perCall.isEmpty ? "" : String(format: "%.1f", Statistics.median(perCall))]
                 }
-                row.append(ratioText(g, baseline(for: g, in: groups, t), "throughput_GBps"))
-                if row.last!.hasSuffix("*") { footnote = true }
+                row += ratioCells(g, baseline(for: g, in: groups, t), "throughput_GBps", drift)
+                if row.contains(where: { $0.hasSuffix("*") }) { footnote = true }
                 rows.append(row)
             }
             out.append(TextTable.render(rows))

@@ -258,6 +258,11 @@ func write(_ text: String, _ path: String) {
                 var r = syntheticRow(label: label, transport: transport, repetition: round, throughput: value)
                 ResultsTable.set(&r, "probe_ns", ResultsTable.formatNumber(ns))
                 rows.append(r)
+                // The same as a pairs workload: its table gets the column too.
+                ResultsTable.set(&r, "label", label + " pairs")
+                ResultsTable.set(&r, "workload", "pairs")
+                ResultsTable.set(&r, "pairs", "2")
+                rows.append(r)
             }
         }
         let dir = makeTempDir()
@@ -266,6 +271,10 @@ func write(_ text: String, _ path: String) {
         #expect(o.status == 0, "\(o.stderr)")
         #expect(o.stdout.contains("Stream throughput"))
         #expect(o.stdout.contains("rounds at ~64 ns"), "\(o.stdout)")
+        let pairsHeader = o.stdout.split(separator: "\n").drop { !$0.hasPrefix("Pairs:") }.dropFirst().first
+        #expect(pairsHeader?.contains("rounds at ~64 ns") == true, "\(o.stdout)")
+        let enginePairs = try #require(o.stdout.split(separator: "\n").first { $0.contains("engine pairs") })
+        #expect(enginePairs.components(separatedBy: "4.00x").count == 3, "\(enginePairs)")   // both ratio columns
         // All rounds: the median of 4,4,2,4,4,2,4; the usual placement's five: 4.
         let engine = try #require(o.stdout.split(separator: "\n").first { $0.contains("engine") && !$0.contains("linux") })
         #expect(engine.contains("4.00x"), "\(engine)")
