@@ -26,6 +26,14 @@ import Glibc
 //    or mprotect()ing the range during the write (the reader would then fault where the
 //    kernel's hold keeps the pages), and Linux mlock does not nest, so the munlock at the end
 //    of a direct write also undoes an mlock the caller had made on those pages.
+//    The populate costs ~160 ns a page here (~3 us for a 64 KiB chunk, as long as the
+//    reader's copy of it), and the seed's writer holds each chunk only after the reader has
+//    taken the one before. So a direct write whose caller has more to send validates the
+//    next chunk's pages ahead, in the window where the seed's writer has given back the I/O
+//    lock and is about to sleep (`pipe_direct_write`, `hold_ahead`); the next
+//    `vm_fault_quick_hold_pages` of exactly that range then skips its system call. Every
+//    decision stays where the seed makes it (a range that failed ahead is checked again,
+//    and fails, at the seed's point); the window for the munmap race above grows by a chunk.
 //  - PIPE_UNLOCK; uiomove; PIPE_LOCK -> uiomove_unlocked: the seed gives the mutex back
 //    around every copy, because a copy from user memory may fault and sleep. Here a copy
 //    never sleeps, and for one of at most a page the mutex is kept: giving a contended mutex
@@ -44,6 +52,12 @@ import Glibc
 //  - printf (the maxpipekva message) -> the instance's message log (stderr by default),
 //    rate-limited to once a second as ppsratecheck does.
 //  - The MAC framework's mac_pipe_check_* -> PipeSystem.policy, a hook that can deny.
+
+/// The page range a direct write validated ahead of its turn (`hold_ahead`); empty when none.
+struct HeldAhead {
+    var start = 0
+    var end = 0
+}
 
 /// The global state of sys_pipe.c for one simulated kernel: tunables, counters, the arena.
 final class PipeKernel: @unchecked Sendable {
@@ -76,6 +90,7 @@ final class PipeKernel: @unchecked Sendable {
     let directBytes = AtomicWord(0)
     let cloneWrites = AtomicWord(0)
     let holdFallbacks = AtomicWord(0)
+    let holdsAhead = AtomicWord(0)
     let resizes = AtomicWord(0)
     let heldPages = AtomicWord(0)
 
@@ -478,7 +493,7 @@ final class PipeKernel: @unchecked Sendable {
 
     /// `pipe_build_write_buffer`: hold the writer's pages (at most the buffer's size) and
     /// publish them to the reader. Called with the pipe mutex held.
-    func pipe_build_write_buffer(_ wpipe: Pipe, _ uio: inout UIO) -> Errno? {
+    func pipe_build_write_buffer(_ wpipe: Pipe, _ uio: inout UIO, _ ahead: inout HeldAhead) -> Errno? {
         precondition(!wpipe.pipe_state.contains(.DIRECTW), "PIPE_DIRECTW set")
         precondition(wpipe.pipe_pages.cnt == 0, "pipe map contains residual data")
 
@@ -492,7 +507,7 @@ final class PipeKernel: @unchecked Sendable {
         wpipe.pipe_state.insert(.DIRECTW)
         wpipe.PIPE_UNLOCK()
         let base = UnsafeRawPointer(uio.uio_iov.pointee.iov_base)
-        let held = vm_fault_quick_hold_pages(base, size)
+        let held = vm_fault_quick_hold_pages(base, size, &ahead)
         wpipe.PIPE_LOCK()
         guard let held else {
             wpipe.pipe_state.remove(.DIRECTW)
@@ -521,7 +536,8 @@ final class PipeKernel: @unchecked Sendable {
     /// `vm_fault_quick_hold_pages(map, addr, len, VM_PROT_READ, ma, PIPENPAGES)`: fault the
     /// range in and hold it, per the instance's HoldStrategy; nil (-1 in the kernel) when the
     /// range spans more than PIPENPAGES pages or cannot be read.
-    private func vm_fault_quick_hold_pages(_ base: UnsafeRawPointer?, _ len: Int)
+    private func vm_fault_quick_hold_pages(_ base: UnsafeRawPointer?, _ len: Int,
+                                           _ ahead: inout HeldAhead)
         -> (pages: UnsafeRawPointer, npages: Int, locked: Bool)?
     {
         guard let base, len > 0 else { return nil }
@@ -536,16 +552,13 @@ final class PipeKernel: @unchecked Sendable {
         case .none:
             break
         case .populate, .mlock:
-            if populateSupported {
-                if pb_madvise(UnsafeMutableRawPointer(mutating: pages), end - start,
-                              Int32(PB_MADV_POPULATE_READ)) != 0 {
-                    return nil
-                }
-            } else if pb_probe_readable(pages, end - start) != 0 {
-                // Kernels before 5.14 lack MADV_POPULATE_READ: a process_vm_readv of one byte
-                // per page tells a readable range from an unreadable one instead.
+            if ahead.start == start && ahead.end == end {
+                holdsAhead.add(1)  // validated while the reader copied the previous chunk
+            } else if !populate(pages, end - start) {
+                ahead = HeldAhead()
                 return nil
             }
+            ahead = HeldAhead()
             if hold == .mlock {
                 if !faults.shouldFail(.pageLock, bytes: end - start) && pb_mlock(pages, end - start) == 0 {
                     locked = true
@@ -556,6 +569,40 @@ final class PipeKernel: @unchecked Sendable {
         }
         heldPages.add(npages)
         return (pages, npages, locked)
+    }
+
+    /// The fault-in and check of a hold: false when the range cannot be read.
+    private func populate(_ pages: UnsafeRawPointer, _ length: Int) -> Bool {
+        if populateSupported {
+            return pb_madvise(UnsafeMutableRawPointer(mutating: pages), length,
+                              Int32(PB_MADV_POPULATE_READ)) == 0
+        }
+        // Kernels before 5.14 lack MADV_POPULATE_READ: a process_vm_readv of one byte per
+        // page tells a readable range from an unreadable one instead.
+        return pb_probe_readable(pages, length) == 0
+    }
+
+    /// Beyond the seed (see the mapping notes): validate the pages of the chunk that
+    /// `pipe_write` will hand to `pipe_direct_write` next — the same test, the same size as
+    /// `pipe_build_write_buffer` will take — while the reader copies the current one.
+    /// Called with the pipe mutex held and the I/O lock given back; drops and retakes the
+    /// mutex, and returns whether it did.
+    private func hold_ahead(_ wpipe: Pipe, _ uio: UIO, _ fp: File, _ ahead: inout HeldAhead) -> Bool {
+        guard hold != .none, uio.uio_resid > 0, uio.uio_segflg == .UIO_USERSPACE,
+              let base = uio.uio_iov.pointee.iov_base else { return false }
+        let mindirect = pipe_mindirect.load()
+        let len = uio.uio_iov.pointee.iov_len
+        guard len >= mindirect, wpipe.pipe_buffer.size >= mindirect,
+              !fp.f_flag.contains(.FNONBLOCK) else { return false }
+        let size = min(len, wpipe.pipe_buffer.size)
+        let start = trunc_page(Int(bitPattern: base))
+        let end = round_page(Int(bitPattern: base) + size)
+        guard (end - start) / PAGE_SIZE <= PIPENPAGES else { return false }
+        wpipe.PIPE_UNLOCK()
+        let readable = populate(UnsafeRawPointer(bitPattern: start)!, end - start)
+        wpipe.PIPE_LOCK()
+        ahead = readable ? HeldAhead(start: start, end: end) : HeldAhead()
+        return true
     }
 
     /// `vm_page_unhold_pages`.
@@ -604,7 +651,8 @@ final class PipeKernel: @unchecked Sendable {
     /// `pipe_direct_write`: wait for the buffer to drain and for any other direct writer, hold
     /// the next chunk of the writer's memory, and sleep until the reader has consumed it.
     /// Called with the pipe mutex and the I/O lock held; returns with both.
-    func pipe_direct_write(_ wpipe: Pipe, _ uio: inout UIO) -> Errno? {
+    func pipe_direct_write(_ fp: File, _ wpipe: Pipe, _ uio: inout UIO,
+                           _ ahead: inout HeldAhead) -> Errno? {
         var error: Errno?
         retry: while true {
             if wpipe.pipe_state.contains(.EOF) {
@@ -638,9 +686,10 @@ final class PipeKernel: @unchecked Sendable {
                 continue retry
             }
 
-            error = pipe_build_write_buffer(wpipe, &uio)
+            error = pipe_build_write_buffer(wpipe, &uio, &ahead)
             if error != nil { break retry }
 
+            var holdNext = true
             while wpipe.pipe_pages.cnt != 0 && !wpipe.pipe_state.contains(.EOF) {
                 if wpipe.pipe_state.contains(.WANTR) {
                     wpipe.pipe_state.remove(.WANTR)
@@ -649,6 +698,16 @@ final class PipeKernel: @unchecked Sendable {
                 pipeselwakeup(wpipe)
                 wpipe.pipe_state.insert(.WANTW)
                 pipeunlock(wpipe)
+                if holdNext {
+                    holdNext = false
+                    // The mutex was dropped: the reader may have taken the whole chunk (and
+                    // woken nobody yet asleep), so test again before sleeping.
+                    if hold_ahead(wpipe, uio, fp, &ahead) &&
+                        (wpipe.pipe_pages.cnt == 0 || wpipe.pipe_state.contains(.EOF)) {
+                        _ = pipelock(wpipe, catch: false)
+                        continue
+                    }
+                }
                 error = msleep(wpipe.chan, wpipe, catch: true, .pipdwt)
                 _ = pipelock(wpipe, catch: false)
                 if error != nil { break }
@@ -730,6 +789,7 @@ final class PipeKernel: @unchecked Sendable {
         precondition(wpipe.pipe_buffer.size != 0)
 
         let orig_resid = uio.uio_resid
+        var ahead = HeldAhead()
 
         while uio.uio_resid > 0 {
             if wpipe.pipe_state.contains(.EOF) {
@@ -744,7 +804,7 @@ final class PipeKernel: @unchecked Sendable {
                 uio.uio_iov.pointee.iov_len >= mindirect &&
                 wpipe.pipe_buffer.size >= mindirect &&
                 !fp.f_flag.contains(.FNONBLOCK) {
-                error = pipe_direct_write(wpipe, &uio)
+                error = pipe_direct_write(fp, wpipe, &uio, &ahead)
                 if error != nil { break }
                 continue
             }

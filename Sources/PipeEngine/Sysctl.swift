@@ -60,6 +60,9 @@ extension PipeSystem {
             .init(name: "engine.hold_fallbacks", access: .readOnly,
                   description: "mlock refusals that fell back to a populate hold",
                   defaultValue: nil),
+            .init(name: "engine.holds_ahead", access: .readOnly,
+                  description: "Direct-write chunks whose pages were validated while the reader copied the chunk before",
+                  defaultValue: nil),
             .init(name: "engine.held_pages", access: .readOnly,
                   description: "Writer pages held right now", defaultValue: nil),
             .init(name: "engine.resizes", access: .readOnly,
@@ -95,6 +98,7 @@ extension PipeSystem {
         case "engine.direct_bytes": return k.directBytes.load()
         case "engine.clone_writes": return k.cloneWrites.load()
         case "engine.hold_fallbacks": return k.holdFallbacks.load()
+        case "engine.holds_ahead": return k.holdsAhead.load()
         case "engine.held_pages": return k.heldPages.load()
         case "engine.resizes": return k.resizes.load()
         case "engine.arena_cache": return k.arena.cacheBytes

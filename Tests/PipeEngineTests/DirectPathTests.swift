@@ -112,6 +112,56 @@ struct DirectPathTests {
         #expect(n == 40_000 && got == pattern(0..<40_000))
     }
 
+    /// A direct write of many chunks validates each next chunk's pages while the reader
+    /// copies the one before (SysPipe.swift's mapping notes, `hold_ahead`): all chunks but
+    /// the first are held ahead; with `hold = none` there is nothing to validate.
+    @Test func eachNextChunkIsHeldAhead() throws {
+        for hold in [HoldStrategy.populate, .mlock, .none] {
+            var config = PipeConfiguration()
+            config.hold = hold
+            let sys = try quietSystem(config)
+            let (r, w) = try sys.pipe2()
+            let data = pattern(0..<(16 * 65536), seed: 5)
+            let (got, n) = try transfer(sys, r, w, data, readSize: 65536)
+            #expect(n == data.count && got == data)
+            #expect(try sys.sysctl("engine.direct_writes") == 16)
+            #expect(try sys.sysctl("engine.holds_ahead") == (hold == .none ? 0 : 15))
+            #expect(sys.heldPages == 0)
+        }
+    }
+
+    /// A chunk whose pages cannot be read fails at its own turn, as in the seed, though its
+    /// pages were looked at ahead: the chunk before it is delivered whole, the write is
+    /// EFAULT, and nothing counts as held ahead.
+    @Test func unreadableLaterChunkFailsAtItsOwnTurn() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        let chunk = 65536
+        let region = mmap(nil, 2 * chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+        #expect(region != MAP_FAILED)
+        defer { munmap(region, 2 * chunk) }
+        let bytes = region.bindMemory(to: UInt8.self, capacity: chunk)
+        for i in 0..<chunk { bytes[i] = patternByte(i, seed: 9) }
+        #expect(mprotect(region + chunk, chunk, PROT_NONE) == 0)
+        let address = Int(bitPattern: region)
+        let failure = Locked<Errno?>(nil)
+        let writer = TestThread {
+            do {
+                _ = try sys.write(w, UnsafeRawPointer(bitPattern: address)!, 2 * chunk)
+            } catch {
+                failure.withLock { $0 = error as? Errno }
+            }
+        }
+        let got = try sys.readExactly(r, chunk)
+        #expect(writer.join())
+        #expect(got == pattern(0..<chunk, seed: 9))
+        #expect(failure.get == .badAddress)
+        #expect(try sys.sysctl("engine.direct_writes") == 1)
+        #expect(try sys.sysctl("engine.holds_ahead") == 0)
+        #expect(try sys.bytesReadable(r) == 0)
+        #expect(sys.heldPages == 0)
+    }
+
     /// The engine never writes the writer's memory: a read-only source works.
     @Test func readOnlySourceIsNeverWritten() throws {
         let sys = try quietSystem()
