@@ -552,13 +552,13 @@ final class PipeKernel: @unchecked Sendable {
         case .none:
             break
         case .populate, .mlock:
-            if ahead.start == start && ahead.end == end {
+            let validatedAhead = ahead.start == start && ahead.end == end
+            ahead = HeldAhead()
+            if validatedAhead {
                 holdsAhead.add(1)  // validated while the reader copied the previous chunk
             } else if !populate(pages, end - start) {
-                ahead = HeldAhead()
                 return nil
             }
-            ahead = HeldAhead()
             if hold == .mlock {
                 if !faults.shouldFail(.pageLock, bytes: end - start) && pb_mlock(pages, end - start) == 0 {
                     locked = true
@@ -700,8 +700,8 @@ final class PipeKernel: @unchecked Sendable {
                 pipeunlock(wpipe)
                 if holdNext {
                     holdNext = false
-                    // The mutex was dropped: the reader may have taken the whole chunk (and
-                    // woken nobody yet asleep), so test again before sleeping.
+                    // The mutex was dropped: the reader may have taken the whole chunk meanwhile,
+                    // and its wake-up found no one asleep. Test again before sleeping.
                     if hold_ahead(wpipe, uio, fp, &ahead) &&
                         (wpipe.pipe_pages.cnt == 0 || wpipe.pipe_state.contains(.EOF)) {
                         _ = pipelock(wpipe, catch: false)
