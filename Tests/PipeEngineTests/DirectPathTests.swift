@@ -130,6 +130,38 @@ struct DirectPathTests {
         }
     }
 
+    /// writev: the chunk held ahead is the one `pipe_write` takes next, across iovec
+    /// boundaries; an iovec below `pipe_mindirect` (buffered) is never held ahead.
+    @Test func holdAheadFollowsTheIovecs() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        // Chunks: 64K and 36K direct (the second held ahead); the 3,000-byte iovec goes to the
+        // buffer, and the buffered copy fills the buffer's 64K from it and the third iovec
+        // (uiomove spans iovecs); the third's last 39,864 bytes go direct, not held ahead.
+        let sizes = [100 * 1024, 3000, 100 * 1024]
+        let data = pattern(0..<sizes.reduce(0, +), seed: 13)
+        let written = Locked(0)
+        let writer = TestThread {
+            data.withUnsafeBytes { raw in
+                var offset = 0
+                var iovs: [iovec] = sizes.map { size in
+                    defer { offset += size }
+                    return iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + offset),
+                                 iov_len: size)
+                }
+                let n = try! sys.writev(w, &iovs, Int32(iovs.count))
+                written.withLock { $0 = n }
+            }
+        }
+        let got = try sys.readExactly(r, data.count)
+        #expect(writer.join())
+        #expect(written.get == data.count && got == data)
+        #expect(try sys.sysctl("engine.direct_writes") == 3)
+        #expect(try sys.sysctl("engine.direct_bytes") == 65536 + 36864 + 39864)
+        #expect(try sys.sysctl("engine.holds_ahead") == 1)
+        #expect(sys.heldPages == 0)
+    }
+
     /// A chunk whose pages cannot be read fails at its own turn, as in the seed, though its
     /// pages were looked at ahead: the chunk before it is delivered whole, the write is
     /// EFAULT, and nothing counts as held ahead.
