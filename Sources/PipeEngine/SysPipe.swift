@@ -649,7 +649,8 @@ final class PipeKernel: @unchecked Sendable {
     }
 
     /// `pipe_direct_write`: wait for the buffer to drain and for any other direct writer, hold
-    /// the next chunk of the writer's memory, and sleep until the reader has consumed it.
+    /// the next chunk of the writer's memory, and sleep until the reader has consumed it
+    /// (validating, before the first sleep, the pages of the chunk after it: `hold_ahead`).
     /// Called with the pipe mutex and the I/O lock held; returns with both.
     func pipe_direct_write(_ fp: File, _ wpipe: Pipe, _ uio: inout UIO,
                            _ ahead: inout HeldAhead) -> Errno? {
