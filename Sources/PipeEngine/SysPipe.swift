@@ -53,12 +53,6 @@ import Glibc
 //    rate-limited to once a second as ppsratecheck does.
 //  - The MAC framework's mac_pipe_check_* -> PipeSystem.policy, a hook that can deny.
 
-/// The page range a direct write validated ahead of its turn (`hold_ahead`); empty when none.
-struct HeldAhead {
-    var start = 0
-    var end = 0
-}
-
 /// The global state of sys_pipe.c for one simulated kernel: tunables, counters, the arena.
 final class PipeKernel: @unchecked Sendable {
     let config: PipeConfiguration
@@ -493,16 +487,11 @@ final class PipeKernel: @unchecked Sendable {
 
     /// `pipe_build_write_buffer`: hold the writer's pages (at most the buffer's size) and
     /// publish them to the reader. Called with the pipe mutex held.
-    func pipe_build_write_buffer(_ wpipe: Pipe, _ uio: inout UIO, _ ahead: inout HeldAhead) -> Errno? {
+    func pipe_build_write_buffer(_ wpipe: Pipe, _ uio: inout UIO, _ ahead: inout Range<Int>?) -> Errno? {
         precondition(!wpipe.pipe_state.contains(.DIRECTW), "PIPE_DIRECTW set")
         precondition(wpipe.pipe_pages.cnt == 0, "pipe map contains residual data")
 
-        let size: Int
-        if uio.uio_iov.pointee.iov_len > wpipe.pipe_buffer.size {
-            size = wpipe.pipe_buffer.size
-        } else {
-            size = uio.uio_iov.pointee.iov_len
-        }
+        let size = direct_chunk_size(wpipe, uio)
 
         wpipe.pipe_state.insert(.DIRECTW)
         wpipe.PIPE_UNLOCK()
@@ -537,14 +526,12 @@ final class PipeKernel: @unchecked Sendable {
     /// range in and hold it, per the instance's HoldStrategy; nil (-1 in the kernel) when the
     /// range spans more than PIPENPAGES pages or cannot be read.
     private func vm_fault_quick_hold_pages(_ base: UnsafeRawPointer?, _ len: Int,
-                                           _ ahead: inout HeldAhead)
+                                           _ ahead: inout Range<Int>?)
         -> (pages: UnsafeRawPointer, npages: Int, locked: Bool)?
     {
-        guard let base, len > 0 else { return nil }
-        let start = trunc_page(Int(bitPattern: base))
-        let end = round_page(Int(bitPattern: base) + len)
+        guard let base, len > 0, let range = page_range(base, len) else { return nil }
+        let start = range.lowerBound, end = range.upperBound
         let npages = (end - start) / PAGE_SIZE
-        if npages > PIPENPAGES { return nil }
         if faults.shouldFail(.pageHold, bytes: len) { return nil }
         let pages = UnsafeRawPointer(bitPattern: start)!
         var locked = false
@@ -552,8 +539,8 @@ final class PipeKernel: @unchecked Sendable {
         case .none:
             break
         case .populate, .mlock:
-            let validatedAhead = ahead.start == start && ahead.end == end
-            ahead = HeldAhead()
+            let validatedAhead = ahead == range
+            ahead = nil
             if validatedAhead {
                 holdsAhead.add(1)  // validated while the reader copied the previous chunk
             } else if !populate(pages, end - start) {
@@ -583,26 +570,43 @@ final class PipeKernel: @unchecked Sendable {
     }
 
     /// Beyond the seed (see the mapping notes): validate the pages of the chunk that
-    /// `pipe_write` will hand to `pipe_direct_write` next — the same test, the same size as
-    /// `pipe_build_write_buffer` will take — while the reader copies the current one.
+    /// `pipe_write` will hand to `pipe_direct_write` next — by the rules those routines use
+    /// (`direct_write_wanted`, `direct_chunk_size`, `page_range`) — while the reader copies
+    /// the current one.
     /// Called with the pipe mutex held and the I/O lock given back; drops and retakes the
     /// mutex, and returns whether it did.
-    private func hold_ahead(_ wpipe: Pipe, _ uio: UIO, _ fp: File, _ ahead: inout HeldAhead) -> Bool {
-        guard hold != .none, uio.uio_resid > 0, uio.uio_segflg == .UIO_USERSPACE,
-              let base = uio.uio_iov.pointee.iov_base else { return false }
-        let mindirect = pipe_mindirect.load()
-        let len = uio.uio_iov.pointee.iov_len
-        guard len >= mindirect, wpipe.pipe_buffer.size >= mindirect,
-              !fp.f_flag.contains(.FNONBLOCK) else { return false }
-        let size = min(len, wpipe.pipe_buffer.size)
-        let start = trunc_page(Int(bitPattern: base))
-        let end = round_page(Int(bitPattern: base) + size)
-        guard (end - start) / PAGE_SIZE <= PIPENPAGES else { return false }
+    private func hold_ahead(_ wpipe: Pipe, _ uio: UIO, _ fp: File, _ ahead: inout Range<Int>?) -> Bool {
+        guard hold != .none, uio.uio_resid > 0, direct_write_wanted(fp, wpipe, uio),
+              let base = uio.uio_iov.pointee.iov_base,
+              let range = page_range(base, direct_chunk_size(wpipe, uio)) else { return false }
         wpipe.PIPE_UNLOCK()
-        let readable = populate(UnsafeRawPointer(bitPattern: start)!, end - start)
+        let readable = populate(UnsafeRawPointer(bitPattern: range.lowerBound)!, range.count)
         wpipe.PIPE_LOCK()
-        ahead = readable ? HeldAhead(start: start, end: end) : HeldAhead()
+        ahead = readable ? range : nil
         return true
+    }
+
+    /// `pipe_write`'s test for the direct path (called with `uio_resid > 0`).
+    @inline(__always)
+    private func direct_write_wanted(_ fp: File, _ wpipe: Pipe, _ uio: UIO) -> Bool {
+        let mindirect = pipe_mindirect.load()
+        return uio.uio_segflg == .UIO_USERSPACE &&
+            uio.uio_iov.pointee.iov_len >= mindirect &&
+            wpipe.pipe_buffer.size >= mindirect &&
+            !fp.f_flag.contains(.FNONBLOCK)
+    }
+
+    /// `pipe_build_write_buffer`'s chunk: the current iovec, at most the buffer's size.
+    private func direct_chunk_size(_ wpipe: Pipe, _ uio: UIO) -> Int {
+        min(uio.uio_iov.pointee.iov_len, wpipe.pipe_buffer.size)
+    }
+
+    /// The whole pages `vm_fault_quick_hold_pages` holds for `len` bytes at `base`, as
+    /// addresses; nil past PIPENPAGES pages.
+    private func page_range(_ base: UnsafeRawPointer, _ len: Int) -> Range<Int>? {
+        let start = trunc_page(Int(bitPattern: base))
+        let end = round_page(Int(bitPattern: base) + len)
+        return (end - start) / PAGE_SIZE <= PIPENPAGES ? start..<end : nil
     }
 
     /// `vm_page_unhold_pages`.
@@ -653,7 +657,7 @@ final class PipeKernel: @unchecked Sendable {
     /// (validating, before the first sleep, the pages of the chunk after it: `hold_ahead`).
     /// Called with the pipe mutex and the I/O lock held; returns with both.
     func pipe_direct_write(_ fp: File, _ wpipe: Pipe, _ uio: inout UIO,
-                           _ ahead: inout HeldAhead) -> Errno? {
+                           _ ahead: inout Range<Int>?) -> Errno? {
         var error: Errno?
         retry: while true {
             if wpipe.pipe_state.contains(.EOF) {
@@ -790,7 +794,7 @@ final class PipeKernel: @unchecked Sendable {
         precondition(wpipe.pipe_buffer.size != 0)
 
         let orig_resid = uio.uio_resid
-        var ahead = HeldAhead()
+        var ahead: Range<Int>? = nil   // pages validated ahead (`hold_ahead`)
 
         while uio.uio_resid > 0 {
             if wpipe.pipe_state.contains(.EOF) {
@@ -800,11 +804,7 @@ final class PipeKernel: @unchecked Sendable {
             // If the transfer is large, we can gain performance if we do process-to-process
             // copies directly. If the write is non-blocking, we don't use the direct write
             // mechanism. The direct write mechanism will detect the reader going away on us.
-            let mindirect = pipe_mindirect.load()
-            if uio.uio_segflg == .UIO_USERSPACE &&
-                uio.uio_iov.pointee.iov_len >= mindirect &&
-                wpipe.pipe_buffer.size >= mindirect &&
-                !fp.f_flag.contains(.FNONBLOCK) {
+            if direct_write_wanted(fp, wpipe, uio) {
                 error = pipe_direct_write(fp, wpipe, &uio, &ahead)
                 if error != nil { break }
                 continue
