@@ -705,12 +705,16 @@ final class PipeKernel: @unchecked Sendable {
                 pipeunlock(wpipe)
                 if holdNext {
                     holdNext = false
-                    // The mutex was dropped: the reader may have taken the whole chunk meanwhile,
-                    // and its wake-up found no one asleep. Test again before sleeping.
-                    if hold_ahead(wpipe, uio, fp, &ahead) &&
-                        (wpipe.pipe_pages.cnt == 0 || wpipe.pipe_state.contains(.EOF)) {
-                        _ = pipelock(wpipe, catch: false)
-                        continue
+                    // The mutex was dropped: meanwhile the reader may have taken the whole
+                    // chunk, or cleared WANTW and woken no one (pipe_read's write hysteresis).
+                    // Test again, and want the reader again, before sleeping: a writer asleep
+                    // in "pipdwt" has WANTW set, as in the seed.
+                    if hold_ahead(wpipe, uio, fp, &ahead) {
+                        if wpipe.pipe_pages.cnt == 0 || wpipe.pipe_state.contains(.EOF) {
+                            _ = pipelock(wpipe, catch: false)
+                            continue
+                        }
+                        wpipe.pipe_state.insert(.WANTW)
                     }
                 }
                 error = msleep(wpipe.chan, wpipe, catch: true, .pipdwt)
