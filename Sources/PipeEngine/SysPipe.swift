@@ -33,7 +33,9 @@ import Glibc
 //    lock and is about to sleep (`pipe_direct_write`, `hold_ahead`); the next
 //    `vm_fault_quick_hold_pages` of exactly that range then skips its system call. Every
 //    decision stays where the seed makes it (a range that failed ahead is checked again,
-//    and fails, at the seed's point); the window for the munmap race above grows by a chunk.
+//    and fails, at the seed's point; after the window the writer tests the chunk again and,
+//    if it still sleeps, sets WANTW again, which the reader may have cleared meanwhile); the
+//    window for the munmap race above grows by a chunk.
 //  - PIPE_UNLOCK; uiomove; PIPE_LOCK -> uiomove_unlocked: the seed gives the mutex back
 //    around every copy, because a copy from user memory may fault and sleep. Here a copy
 //    never sleeps, and for one of at most a page the mutex is kept: giving a contended mutex
