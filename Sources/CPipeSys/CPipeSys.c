@@ -12,7 +12,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <spawn.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int pb_futex_wait(uint32_t *word, uint32_t expected, const struct timespec *relative_timeout) {
@@ -127,7 +129,7 @@ int pb_set_memlock_limit(uint64_t soft, uint64_t hard) {
 }
 
 long pb_vmlck_kb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
+    FILE *f = fopen("/proc/self/status", "re");
     if (!f) return -1;
     char line[256];
     long kb = -1;
@@ -235,3 +237,50 @@ void pb_copy_streaming(void *dst, const void *src, size_t n) {
 #else
 void pb_copy_streaming(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
 #endif
+
+int pb_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC) == 0 ? 0 : errno;
+}
+
+int pb_open_cloexec(const char *path, int flags, int mode) {
+    int fd = open(path, flags | O_CLOEXEC, mode);
+    return fd >= 0 ? fd : -errno;
+}
+
+extern char **environ;
+
+int pb_spawn(const char *const argv[], const char *const envp[], const char *cwd,
+             int stdin_fd, int stdout_fd, int stderr_fd, int close_others, int *pid) {
+    posix_spawn_file_actions_t actions;
+    int r = posix_spawn_file_actions_init(&actions);
+    if (r != 0) return r;
+    const int from[3] = {stdin_fd, stdout_fd, stderr_fd};
+    for (int target = 0; target < 3 && r == 0; target++) {
+        if (from[target] < 0) {
+            r = posix_spawn_file_actions_addopen(&actions, target, "/dev/null",
+                                                 target == 0 ? O_RDONLY : O_WRONLY, 0);
+        } else {
+            // dup2 onto the target clears FD_CLOEXEC there; the source itself stays
+            // close-on-exec and vanishes at exec.
+            r = posix_spawn_file_actions_adddup2(&actions, from[target], target);
+        }
+    }
+    if (r == 0 && cwd) r = posix_spawn_file_actions_addchdir_np(&actions, cwd);
+    if (r == 0 && close_others) r = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (r == 0) {
+        r = posix_spawnp(pid, argv[0], &actions, NULL, (char *const *)argv,
+                         envp ? (char *const *)envp : environ);
+    }
+    posix_spawn_file_actions_destroy(&actions);
+    return r;
+}
+
+int pb_wait_exit(int pid) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return -errno;
+    }
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return -ECHILD;
+}

@@ -205,7 +205,7 @@ public struct EnvironmentInfo: Codable, Sendable {
 /// Reads a whole (small) file with read(2) until end of file. /proc and /sys files report a
 /// size of 0, so anything that trusts st_size reads nothing.
 func readTextFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY)
+    let fd = FD.open(path, O_RDONLY)
     guard fd >= 0 else { return nil }
     defer { _ = close(fd) }
     var bytes: [UInt8] = []
@@ -222,17 +222,8 @@ func readTextFile(_ path: String) -> String? {
 /// Runs a command found on PATH, returning its standard output if it exits 0 (nil otherwise,
 /// including when the program is missing). Standard error is discarded.
 func runCommand(_ arguments: [String]) -> String? {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let out = Pipe()
-    process.standardOutput = out
-    process.standardError = FileHandle.nullDevice
-    do { try process.run() } catch { return nil }
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else { return nil }
-    return String(decoding: data, as: UTF8.self)
+    guard let child = try? ChildProcess.run(arguments), child.status == 0 else { return nil }
+    return child.standardOutput
 }
 
 extension String {

@@ -1,3 +1,4 @@
+import CPipeSys
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,19 +38,20 @@ enum FD {
         fd = -1
     }
 
-    /// pipe(2), both ends close-on-exec: (read end, write end). (pipe2 is hidden from Swift's
-    /// Glibc module, which is imported without _GNU_SOURCE; nothing here forks in between.)
+    /// pipe2(O_CLOEXEC): (read end, write end), both close-on-exec from the start. (Setting
+    /// FD_CLOEXEC afterwards leaves a window in which a child spawned by another thread
+    /// inherits the ends, and a reader that leaks into a child never sees EOF or EPIPE.)
     static func pipe(what: String) throws -> (read: Int32, write: Int32) {
         var fds: [Int32] = [-1, -1]
-        let r = fds.withUnsafeMutableBufferPointer { Glibc.pipe($0.baseAddress!) }
-        if r != 0 { throw HarnessError.system(call: "pipe", errno: errno, context: what) }
-        for fd in fds where fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 {
-            let e = errno
-            var a = fds[0], b = fds[1]
-            close(&a)
-            close(&b)
-            throw HarnessError.system(call: "fcntl(F_SETFD, FD_CLOEXEC)", errno: e, context: what)
-        }
+        let e = fds.withUnsafeMutableBufferPointer { pb_pipe_cloexec($0.baseAddress!) }
+        if e != 0 { throw HarnessError.system(call: "pipe2(O_CLOEXEC)", errno: e, context: what) }
         return (fds[0], fds[1])
+    }
+
+    /// open(2) with O_CLOEXEC: the descriptor, or -1 with `errno` set.
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
+        let r = pb_open_cloexec(path, flags, Int32(mode))
+        if r < 0 { errno = -r; return -1 }
+        return r
     }
 }

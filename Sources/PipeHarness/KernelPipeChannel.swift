@@ -22,8 +22,8 @@ func setKernelPipeSize(_ fd: Int32, _ size: Int) throws -> Int {
 /// Descriptors are closed by the thread that owns that end (`closeWriteEnd` by the writer,
 /// `closeReadEnd` by the reader) and whatever is left by `deinit`, after both threads are done.
 public final class KernelPipeChannel: ByteChannel {
-    private var readFD: Int32
-    private var writeFD: Int32
+    private(set) var readFD: Int32
+    private(set) var writeFD: Int32
     /// The capacity the kernel reports (F_GETPIPE_SZ) after any resize.
     public let pipeSize: Int
 

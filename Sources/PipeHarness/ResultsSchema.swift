@@ -365,7 +365,7 @@ public struct ResultsTable: Sendable, Equatable {
         }
         // Try it: access(2) says yes to root even on a read-only file system.
         let probe = directory + "/.pipebench-probe-\(getpid())"
-        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        let fd = FD.open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o644)
         guard fd >= 0 else {
             throw ResultsError(.output, "\(flag) \(path): cannot create files in '\(directory)' (\(String(cString: strerror(errno)))); choose a writable path")
         }
@@ -378,7 +378,7 @@ public struct ResultsTable: Sendable, Equatable {
     public static func writeAtomically(_ text: String, to path: String, force: Bool) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = FD.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw ResultsError(.output, "cannot write '\(path)': \(String(cString: strerror(errno)))") }
         let bytes = Array(text.utf8)
         var done = 0

@@ -5,8 +5,8 @@ import Glibc
 /// socketpair(AF_UNIX, SOCK_STREAM), used in one direction: the writer writes to one socket,
 /// the reader reads from its peer. Closing the writer's socket gives the reader end of file.
 public final class UnixSocketChannel: ByteChannel {
-    private var writeFD: Int32
-    private var readFD: Int32
+    private(set) var writeFD: Int32
+    private(set) var readFD: Int32
 
     public init() throws {
         var fds: [Int32] = [-1, -1]

@@ -22,8 +22,8 @@ import Glibc
 /// Any other user must keep the same rule: do not touch written bytes until the reader has
 /// read them.
 public final class VmspliceChannel: ByteChannel {
-    private var readFD: Int32
-    private var writeFD: Int32
+    private(set) var readFD: Int32
+    private(set) var writeFD: Int32
     /// The capacity the kernel reports (F_GETPIPE_SZ) after any resize.
     public let pipeSize: Int
 

@@ -38,19 +38,10 @@ func pipebench(_ args: [String], in directory: String? = nil) throws -> Outcome 
         Issue.record("pipebench binary not found next to the tests; build it with `swift build`")
         return Outcome(status: -1, stdout: "", stderr: "")
     }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: binary)
-    p.arguments = args
-    p.currentDirectoryURL = URL(fileURLWithPath: directory ?? makeTempDir())
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    // Read both before waiting, so that a full pipe cannot block the child.
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return Outcome(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    // ChildProcess, not Foundation's Process and Pipe: its pipes are close-on-exec from the
+    // start, so a child that another test spawns at the same moment cannot hold them open.
+    let child = try ChildProcess.run([binary] + args, in: directory ?? makeTempDir())
+    return Outcome(status: child.status, stdout: child.standardOutput, stderr: child.standardError)
 }
 
 func makeTempDir() -> String {
@@ -221,15 +212,8 @@ func write(_ text: String, _ path: String) {
     @Test func resultsDoNotMakeTheCheckoutDirty() throws {
         let dir = makeTempDir()
         func git(_ args: [String]) throws -> Int32 {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["git", "-c", "user.email=test@pipebench", "-c", "user.name=test"] + args
-            p.currentDirectoryURL = URL(fileURLWithPath: dir)
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            p.waitUntilExit()
-            return p.terminationStatus
+            try ChildProcess.run(["git", "-c", "user.email=test@pipebench", "-c", "user.name=test"] + args,
+                                 in: dir).status
         }
         guard try git(["init", "-q"]) == 0 else { return }   // no git here: nothing to check
         write("x\n", dir + "/tracked.txt")

@@ -152,6 +152,23 @@ enum { PB_SPLICE_F_GIFT = 8, PB_SPLICE_F_NONBLOCK = 2 };
 /// Writes a line to stderr (Swift 6 cannot touch the `stderr` global safely).
 void pb_write_stderr(const char *line);
 
+// MARK: descriptors and children
+
+/// pipe2(fds, O_CLOEXEC): both ends close-on-exec from the start, so a child spawned by another
+/// thread at the same moment cannot inherit them. 0, or errno.
+int pb_pipe_cloexec(int fds[2]);
+/// open(path, flags | O_CLOEXEC, mode): the descriptor, or -errno.
+int pb_open_cloexec(const char *path, int flags, int mode);
+/// posix_spawnp(argv[0]) with `stdin_fd`, `stdout_fd`, `stderr_fd` as the child's 0, 1, 2
+/// (-1: /dev/null), `cwd` as its directory (NULL: ours) and `envp` as its environment (NULL:
+/// ours). With `close_others`, every other descriptor is closed in the child as well
+/// (posix_spawn_file_actions_addclosefrom_np), whatever its close-on-exec flag. 0 and the
+/// child's pid in `*pid`, or errno.
+int pb_spawn(const char *const argv[], const char *const envp[], const char *cwd,
+             int stdin_fd, int stdout_fd, int stderr_fd, int close_others, int *pid);
+/// waitpid(pid) until it exits: its exit status, 128 + the signal that ended it, or -errno.
+int pb_wait_exit(int pid);
+
 // MARK: CPU lists (appended for placement)
 
 /// The CPUs in the affinity mask of thread `tid` (0: the calling thread; getpid(): the
