@@ -223,7 +223,8 @@ extension PipeSystem {
             }
         }
         let fpipe = node.fifoPipe!
-        let file = File(pair: fpipe.pipe_pair, forward: true, flags: fflags, cred: cred, vnode: node)
+        let file = File(pair: fpipe.pipe_pair, forward: true, flags: fflags, cred: cred,
+                        zone: table.fileWords, vnode: node)
         fpipe.PIPE_LOCK()
         if fflags.contains(.FREAD) {
             node.fi_readers += 1

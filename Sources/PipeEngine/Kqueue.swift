@@ -58,9 +58,9 @@ public struct Kevent: Sendable, Hashable {
 /// A kqueue descriptor.
 final class KqueueFile: FileObject, @unchecked Sendable {
     let kq: Kqueue
-    init(kq: Kqueue, cred: Credential) {
+    init(kq: Kqueue, cred: Credential, zone: FileWords) {
         self.kq = kq
-        super.init(type: .DTYPE_KQUEUE, flags: [.FREAD, .FWRITE], cred: cred)
+        super.init(type: .DTYPE_KQUEUE, flags: [.FREAD, .FWRITE], cred: cred, zone: zone)
     }
 }
 
@@ -217,7 +217,7 @@ extension PipeSystem {
     /// `kqueue()`: a new kqueue descriptor.
     public func kqueue() throws(Errno) -> Int32 {
         let kq = Kqueue()
-        let file = KqueueFile(kq: kq, cred: credential)
+        let file = KqueueFile(kq: kq, cred: credential, zone: table.fileWords)
         let fd = try falloc(file, cloexec: false)
         kqueues.add(kq)
         return fd

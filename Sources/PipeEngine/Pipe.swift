@@ -158,11 +158,14 @@ class FileObject: @unchecked Sendable {
     /// one reference for the descriptor table entry, one per system call in progress (`fget`
     /// / `fdrop`), `fo_close` when the last goes; [4...5] the file itself (`FileWords.owner`).
     final let words: UnsafeMutablePointer<UInt32>
+    /// The kernel's file zone the words came from, and go back to.
+    final let zone: FileWords
 
-    init(type: DescriptorType, flags: FileFlags, cred: Credential) {
+    init(type: DescriptorType, flags: FileFlags, cred: Credential, zone: FileWords) {
         f_type = type
         f_cred = cred
-        words = FileWords.take()
+        self.zone = zone
+        words = zone.take()
         // A lagging fget may still look at recycled words: atomics only, and the owner is
         // named before the count leaves 0 (only a non-zero count can be acquired).
         pb_store_u32(words, flags.rawValue)
@@ -170,7 +173,7 @@ class FileObject: @unchecked Sendable {
         pb_release_store_u32(words + 1, 1)
     }
 
-    deinit { FileWords.give(words) }
+    deinit { zone.give(words) }
 
     @inline(__always) final var f_flag: FileFlags { FileFlags(rawValue: pb_load_relaxed_u32(words)) }
 
@@ -191,20 +194,35 @@ class FileObject: @unchecked Sendable {
 /// (of the file that now owns the block, named in the block) and can give it back. A cache line
 /// per block: the two ends of a pipe are made together, and their counts, bumped by every
 /// call, must not share a line between two threads.
-enum FileWords {
-    private static let lock = PipeMutex()
-    nonisolated(unsafe) private static var free: [UnsafeMutablePointer<UInt32>] = []
+///
+/// One zone per kernel (`PipeSystem`), as each FreeBSD kernel has its own file zone: a block
+/// is recycled only to another file of the same kernel, so the file whose count a lagging
+/// `fget` took is always one of the calling kernel's own, and the `fdrop` that gives it back
+/// (and may run `fo_close`) runs in that file's kernel. Every file keeps its zone alive; the
+/// blocks are freed with the zone, when no file and no table is left to read them.
+final class FileWords: @unchecked Sendable {
+    private let lock = PipeMutex()
+    private var free: [UnsafeMutablePointer<UInt32>] = []
+    /// Every block this zone ever made, freed in deinit.
+    private var all: [UnsafeMutablePointer<UInt32>] = []
 
-    static func take() -> UnsafeMutablePointer<UInt32> {
-        lock.lock()
-        let recycled = free.popLast()
-        lock.unlock()
-        if let recycled { return recycled }
-        return allocateCacheLine(of: UInt32.self)
+    init() {}
+
+    deinit {
+        for words in all { UnsafeMutableRawPointer(words).deallocate() }
     }
 
-    static func give(_ words: UnsafeMutablePointer<UInt32>) {
-        setOwner(words, nil)
+    func take() -> UnsafeMutablePointer<UInt32> {
+        lock.lock()
+        defer { lock.unlock() }
+        if let recycled = free.popLast() { return recycled }
+        let words = allocateCacheLine(of: UInt32.self)
+        all.append(words)
+        return words
+    }
+
+    func give(_ words: UnsafeMutablePointer<UInt32>) {
+        FileWords.setOwner(words, nil)
         lock.lock()
         free.append(words)
         lock.unlock()
@@ -237,11 +255,12 @@ final class File: FileObject, @unchecked Sendable {
     /// `f_data`: &pp_rpipe (fd[0], every FIFO) or &pp_wpipe, unretained (`pair` keeps it).
     private let f_data_ref: Unmanaged<Pipe>
 
-    init(pair: PipePair, forward: Bool, flags: FileFlags, cred: Credential, vnode: FifoNode? = nil) {
+    init(pair: PipePair, forward: Bool, flags: FileFlags, cred: Credential, zone: FileWords,
+         vnode: FifoNode? = nil) {
         self.pair = pair
         f_data_ref = Unmanaged.passUnretained(forward ? pair.pp_rpipe : pair.pp_wpipe)
         self.vnode = vnode
-        super.init(type: vnode == nil ? .DTYPE_PIPE : .DTYPE_FIFO, flags: flags, cred: cred)
+        super.init(type: vnode == nil ? .DTYPE_PIPE : .DTYPE_FIFO, flags: flags, cred: cred, zone: zone)
     }
 
     @inline(__always) var f_data: Pipe { f_data_ref.takeUnretainedValue() }

@@ -95,8 +95,8 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         if flags & O_NONBLOCK != 0 { fflags.insert(.FNONBLOCK) }
         let cloexec = flags & O_CLOEXEC != 0
         let cred = credential
-        let rf = File(pair: pp, forward: true, flags: fflags, cred: cred)
-        let wf = File(pair: pp, forward: false, flags: fflags, cred: cred)
+        let rf = File(pair: pp, forward: true, flags: fflags, cred: cred, zone: table.fileWords)
+        let wf = File(pair: pp, forward: false, flags: fflags, cred: cred, zone: table.fileWords)
         guard let fd0 = table.falloc(rf, cloexec: cloexec) else {
             kernel.pipeclose(pp.pp_rpipe)
             kernel.pipeclose(pp.pp_wpipe)
@@ -554,6 +554,16 @@ final class DescriptorTable: @unchecked Sendable {
     var umask: UInt32 = 0o022
     /// Where a reference `fget` took by mistake is given back (`fdrop`, which may close).
     unowned(unsafe) var system: PipeSystem! = nil
+    /// This kernel's file zone: the words of every file this table's kernel makes.
+    let fileWords = FileWords()
+
+    #if DEBUG
+    /// Where a lagging `fgetRef` stands when `raceWindow` is called (tests only).
+    enum RaceWindowPoint: Sendable { case beforeAcquire, afterAcquire }
+    /// Tests only (debug builds): called by `fgetRef` at each point of its race window, so
+    /// that a test can close and reuse the descriptor exactly there. Set it before the calls.
+    nonisolated(unsafe) var raceWindow: ((RaceWindowPoint) -> Void)? = nil
+    #endif
 
     init(limit: Int) {
         self.limit = limit
@@ -650,6 +660,9 @@ final class DescriptorTable: @unchecked Sendable {
                 if pb_acquire_load_u32(seqp) == seq { return nil }
                 continue
             }
+            #if DEBUG
+            raceWindow?(.beforeAcquire)
+            #endif
             let count = words.assumingMemoryBound(to: UInt32.self) + 1
             if !pb_acquire_if_not_zero_u32(count) {
                 // The file is being closed; the slot must have moved on.
@@ -657,7 +670,11 @@ final class DescriptorTable: @unchecked Sendable {
                 continue
             }
             if pb_acquire_load_u32(seqp) == seq { return Unmanaged.fromOpaque(file) }
-            // The slot changed meanwhile: the reference went to whoever owns these words now.
+            // The slot changed meanwhile: the reference went to whoever owns these words now,
+            // a file of this kernel (the zone is this kernel's), so this kernel drops it.
+            #if DEBUG
+            raceWindow?(.afterAcquire)
+            #endif
             if let owner = FileWords.owner(words.assumingMemoryBound(to: UInt32.self)) {
                 system.fdrop(owner)
             }
