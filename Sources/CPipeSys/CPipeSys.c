@@ -284,3 +284,13 @@ int pb_wait_exit(int pid) {
     if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
     return -ECHILD;
 }
+
+long pb_max_map_count(void) {
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+    long n = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &n) != 1) n = -1;
+        fclose(f);
+    }
+    return n > 0 ? n : 65530;
+}

@@ -227,7 +227,18 @@ final class PipeKernel: @unchecked Sendable {
             cnt = cpipe.pipe_buffer.cnt
             if cnt > size { size = cnt }
             size = round_page(size)
-            buffer = arena.allocate(size)
+            switch arena.allocate(size) {
+            case .allocated(let address): buffer = address
+            case .noRoom: buffer = nil
+            case .hostRefused:
+                // Not the seed's "no room": the host's mapping limit (see KVAArena). No retry
+                // at a smaller size, no pipefragretry/pipeallocfail; the old buffer is kept.
+                ratelimitedMessage("""
+                    the host refused a pipe buffer mapping: vm.max_map_count (\(pb_max_map_count())) \
+                    reached in this process; raise it with `sysctl -w vm.max_map_count=N`
+                    """)
+                return .noMemory
+            }
             if buffer != nil { break }
             if cpipe.pipe_buffer.buffer == nil && size > SMALL_PIPE_SIZE {
                 size = SMALL_PIPE_SIZE

@@ -72,6 +72,11 @@ extension PipeSystem {
                   defaultValue: d.arenaCacheBytes),
             .init(name: "engine.arena_cached", access: .readOnly,
                   description: "Freed buffer bytes kept read-write right now", defaultValue: nil),
+            .init(name: "engine.arena_mappings", access: .readOnly,
+                  description: "Host mappings (runs of one protection) the arena holds", defaultValue: nil),
+            .init(name: "engine.host_map_refusals", access: .readOnly,
+                  description: "Buffer mappings the host refused (vm.max_map_count), apart from no room",
+                  defaultValue: nil),
         ]
     }
 
@@ -98,6 +103,8 @@ extension PipeSystem {
         case "engine.direct_bytes": return k.directBytes.load()
         case "engine.clone_writes": return k.cloneWrites.load()
         case "engine.hold_fallbacks": return k.holdFallbacks.load()
+        case "engine.arena_mappings": return k.arena.mappings
+        case "engine.host_map_refusals": return k.arena.refusals
         case "engine.holds_ahead": return k.holdsAhead.load()
         case "engine.held_pages": return k.heldPages.load()
         case "engine.resizes": return k.resizes.load()

@@ -9,12 +9,20 @@ import Testing
 struct FaultInjectionTests {
     @Test func arenaFaultsOnPipeCreation() throws {
         let sys = try quietSystem()
-        // The 16 KiB forward buffer's mprotect fails: pipespace_new retries at SMALL_PIPE_SIZE.
+        // The forward buffer's mprotect is refused, as the host refuses it at vm.max_map_count:
+        // ENOMEM, counted apart from the seed's "no room" (no pipefragretry, no pipeallocfail).
         sys.injectFaults(.once(at: .arenaProtect))
+        expectErrno(.noMemory) { try sys.pipe2() }
+        #expect(try sys.sysctl("engine.host_map_refusals") == 1)
+        #expect(try sys.sysctl("kern.ipc.pipefragretry") == 0)
+        #expect(try sys.sysctl("kern.ipc.pipeallocfail") == 0)
+        #expect(sys.injectedFaults(at: .arenaProtect) == 1)
+        #expect(sys.pipekva == 0 && sys.openDescriptors == 0)
+        // The fragmentation retry: a 16 KiB request that finds no room retries at SMALL_PIPE_SIZE.
+        sys.injectFaults(.once(at: .arenaAllocate))
         let (r, w) = try sys.pipe2()
         #expect(try sys.sysctl("kern.ipc.pipefragretry") == 1)
         #expect(try sys.bufferSize(r) == SMALL_PIPE_SIZE_DEFAULT)
-        #expect(sys.injectedFaults(at: .arenaProtect) == 1)
         // Every allocation fails: ENOMEM, pipeallocfail, and nothing left allocated.
         let before = sys.pipekva
         sys.injectFaults(FaultSchedule { point, _, _ in point == .arenaAllocate })

@@ -152,6 +152,10 @@ enum { PB_SPLICE_F_GIFT = 8, PB_SPLICE_F_NONBLOCK = 2 };
 /// Writes a line to stderr (Swift 6 cannot touch the `stderr` global safely).
 void pb_write_stderr(const char *line);
 
+/// The host's per-process mapping limit (/proc/sys/vm/max_map_count), or 65530 (Linux's
+/// default) when it cannot be read.
+long pb_max_map_count(void);
+
 // MARK: descriptors and children
 
 /// pipe2(fds, O_CLOEXEC): both ends close-on-exec from the start, so a child spawned by another
