@@ -12,6 +12,14 @@ import Glibc
 //    maxpipekva bytes, first-fit pages, mprotect on use, madvise(MADV_DONTNEED) + PROT_NONE
 //    on free — deferred for up to `arenaCacheBytes` of freed pages, which stay read-write so
 //    that the next buffer placed there costs no system call (placement is unchanged).
+//    Linux keeps each run of one protection as a mapping and refuses splits past
+//    vm.max_map_count, which the kernel's pipe_map never meets: a freed range that would
+//    open a run past the arena's mapping budget (half of vm.max_map_count, for every arena
+//    of the process together) stays read-write, its memory still given back; an mprotect the
+//    host refuses anyway is ENOMEM counted apart (engine.host_map_refusals), with a message
+//    that names the limit, never the seed's pipefragretry/pipeallocfail (KVAArena).
+//  - falloc's file zone -> FileWords, one per PipeSystem, as each kernel has its own: a
+//    lock-free fget that lost a race to close holds a count of one of its own kernel's files.
 //  - uma_zalloc(pipe_zone) / uma_zfree -> a PipePair object, released when the last file
 //    that refers to it is gone (both ends FINALIZED).
 //  - msleep / wakeup / wakeup_one, PCATCH -> WaitChannel (futex, optional adaptive spin) and
