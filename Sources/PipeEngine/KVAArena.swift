@@ -53,8 +53,9 @@ final class KVAArena: @unchecked Sendable {
     let mappingBudget: Int
     /// `mprotect` calls the host refused (ENOMEM: its mapping limit, not the arena's room).
     private(set) var hostRefusals = 0
-    /// Arenas' runs in the whole process.
-    nonisolated(unsafe) private static let processMappings = AtomicWord(0)  // atomics only
+    /// Where the runs are counted against the budget: every arena of the process together
+    /// (`MappingLedger.process`), or a ledger of its own (tests).
+    let ledger: MappingLedger
     /// Half of the host's per-process mapping limit (`vm.max_map_count`).
     static let defaultMappingBudget = max(pb_max_map_count(), 1024) / 2
     let cacheBytes: Int
@@ -63,9 +64,11 @@ final class KVAArena: @unchecked Sendable {
     let faults: FaultInjector
 
     init(size: Int, cacheBytes: Int = 0, faults: FaultInjector,
-         mappingBudget: Int = KVAArena.defaultMappingBudget) throws(Errno) {
+         mappingBudget: Int = KVAArena.defaultMappingBudget,
+         ledger: MappingLedger = .process) throws(Errno) {
         self.faults = faults
         self.mappingBudget = mappingBudget
+        self.ledger = ledger
         precondition(size > 0 && size % PAGE_SIZE == 0)
         var error: Int32 = 0
         guard let p = pb_mmap_reserve(size, &error) else { throw Errno(rawValue: error) }
@@ -76,11 +79,11 @@ final class KVAArena: @unchecked Sendable {
         free.reserveCapacity(64)
         writable = [UInt64](repeating: 0, count: (size / PAGE_SIZE + 63) / 64)
         cachedBits = writable
-        KVAArena.processMappings.add(1)
+        ledger.runs.add(1)
     }
 
     deinit {
-        KVAArena.processMappings.add(-hostMappings)
+        ledger.runs.add(-hostMappings)
         _ = pb_munmap(base, size)
     }
 
@@ -107,7 +110,7 @@ final class KVAArena: @unchecked Sendable {
         for p in page..<(page + pages) { setWritable(p, on) }
         let delta = protectionChanges(page - 1, page + pages + 1) - before
         hostMappings += delta
-        KVAArena.processMappings.add(delta)
+        ledger.runs.add(delta)
     }
 
     /// Whether [page, page + pages) may go back to PROT_NONE within the mapping budget.
@@ -117,7 +120,7 @@ final class KVAArena: @unchecked Sendable {
         let right = page + pages < size / PAGE_SIZE && isWritable(page + pages)
         let after = (page > 0 && left ? 1 : 0) + (right ? 1 : 0)
         let delta = after - before
-        return delta <= 0 || KVAArena.processMappings.load() + delta <= mappingBudget
+        return delta <= 0 || ledger.runs.load() + delta <= mappingBudget
     }
 
     /// Gives the free range [page, page + pages) back to the host: its memory always, its
@@ -280,4 +283,10 @@ final class KVAArena: @unchecked Sendable {
         defer { mutex.unlock() }
         return (free.map(\.pages).max() ?? 0) * PAGE_SIZE
     }
+}
+
+/// Host mappings held by the arenas that share a budget: the process's, by default.
+final class MappingLedger: @unchecked Sendable {
+    let runs = AtomicWord(0)  // atomics only
+    static let process = MappingLedger()
 }

@@ -263,8 +263,10 @@ struct BufferedPathTests {
         let sys = try quietSystem()
         let (r, w) = try sys.pipe2()
         let got = Locked<[UInt8]?>(nil)
+        let pipe = try #require(sys.pipeForTesting(r))
         let reader = TestThread { let value = try! sys.read(r, count: 10); got.withLock { $0 = value } }
-        usleep(20_000)
+        // The reader must be inside read (holding fget's reference) before the close.
+        try #require(waitForSleeper(pipe, .WANTR))
         try sys.close(r)
         expectErrno(.badFileDescriptor) { try sys.read(r, count: 1) }
         _ = try sys.write(w, [7, 8, 9])            // the pipe is still open for the reader
