@@ -43,11 +43,14 @@ struct InterruptionTests {
         me.alarm(afterNanoseconds: 20_000_000)
         expectErrno(.interrupted) { try sys.read(r, count: 1) }
         #expect(me.deliveredCount(of: .SIGALRM) == before + 1)
-        // A cancelled alarm never fires.
-        let alarm = me.alarm(afterNanoseconds: 10_000_000)
+        // A cancelled alarm never fires, not even past its deadline. The deadline is far enough
+        // (100 ms, scaled under a sanitizer) that a loaded machine cannot reach it before the
+        // cancel; a fired alarm left pending would interrupt a later test on this thread.
+        let deadline = 100_000_000 * Int(TestThread.timeScale)
+        let alarm = me.alarm(afterNanoseconds: deadline)
         alarm.cancel()
         try sys.fcntl(r, F_SETFL, O_NONBLOCK)
-        usleep(30_000)
+        usleep(UInt32(2 * deadline / 1000))
         expectErrno(.wouldBlock) { try sys.read(r, count: 1) }
         #expect(me.deliveredCount(of: .SIGALRM) == before + 1)
     }
