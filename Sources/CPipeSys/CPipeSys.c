@@ -157,16 +157,6 @@ int pb_unpin_current_thread(void) {
     return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
-int pb_current_affinity(int *count, int *first) {
-    cpu_set_t set;
-    int r = pthread_getaffinity_np(pthread_self(), sizeof set, &set);
-    if (r != 0) return r;
-    *count = CPU_COUNT(&set);
-    *first = -1;
-    for (int i = 0; i < CPU_SETSIZE; i++) if (CPU_ISSET(i, &set)) { *first = i; break; }
-    return 0;
-}
-
 int64_t pb_thread_cpu_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -267,10 +257,27 @@ int pb_spawn(const char *const argv[], const char *const envp[], const char *cwd
     }
     if (r == 0 && cwd) r = posix_spawn_file_actions_addchdir_np(&actions, cwd);
     if (r == 0 && close_others) r = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    // The child starts as a fresh process would: every signal at its default action and none
+    // blocked. The test runner and the harness ignore SIGPIPE (a write to a closed pipe must
+    // come back as EPIPE), and an ignored signal stays ignored across exec: without this a
+    // child such as `yes | head` would never die of SIGPIPE.
+    posix_spawnattr_t attributes;
+    int attributes_made = 0;
+    if (r == 0) r = posix_spawnattr_init(&attributes);
     if (r == 0) {
-        r = posix_spawnp(pid, argv[0], &actions, NULL, (char *const *)argv,
+        attributes_made = 1;
+        sigset_t all, none;
+        sigfillset(&all);
+        sigemptyset(&none);
+        r = posix_spawnattr_setsigdefault(&attributes, &all);
+        if (r == 0) r = posix_spawnattr_setsigmask(&attributes, &none);
+        if (r == 0) r = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    }
+    if (r == 0) {
+        r = posix_spawnp(pid, argv[0], &actions, &attributes, (char *const *)argv,
                          envp ? (char *const *)envp : environ);
     }
+    if (attributes_made) posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);
     return r;
 }

@@ -171,6 +171,9 @@ final class WaitChannel: Kickable, @unchecked Sendable {
         return true
     }
 
+    /// Threads parked in the futex now (past their spin; each spin's estimate is stored first).
+    var parkedThreads: Int { Int(pb_load_u32(words + 1)) }
+
     /// The spin estimate that waits of kind `wmesg` have learned on this channel, in ns.
     func spinEstimateNanoseconds(_ wmesg: WaitMessage) -> Int {
         Int(pb_load_relaxed_u32(words + 2 + wmesg.rawValue))

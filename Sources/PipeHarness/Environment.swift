@@ -75,9 +75,7 @@ public struct EnvironmentInfo: Codable, Sendable {
     /// Reads everything above from the running system.
     public static func capture() -> EnvironmentInfo {
         let cpuinfo = readTextFile("/proc/cpuinfo") ?? ""
-        var affinityCount: Int32 = 0
-        var first: Int32 = 0
-        let usable = pb_current_affinity(&affinityCount, &first) == 0 ? Int(affinityCount) : 0
+        let usable = Topology.usableCPUList().count
         let commit = runCommand(["git", "rev-parse", "HEAD"])?.trimmingCharacters(in: .whitespacesAndNewlines)
         let status = commit == nil ? nil : runCommand(["git", "status", "--porcelain", "--", ":(top,exclude)results"])
         return EnvironmentInfo(
@@ -99,18 +97,6 @@ public struct EnvironmentInfo: Codable, Sendable {
             gitDirty: status.map { !$0.trimmed.isEmpty },
             hostname: captureHostname(),
             timestamp: Date().ISO8601Format())
-    }
-
-    /// The CPUs this thread may run on, assuming the affinity mask is contiguous from its
-    /// lowest CPU (pb_current_affinity reports only the count and the lowest): good enough to
-    /// pick a pair for the core probe.
-    static func captureUsableCPUs() -> [Int] {
-        var count: Int32 = 0
-        var first: Int32 = 0
-        guard pb_current_affinity(&count, &first) == 0, count > 0, first >= 0 else {
-            return Array(0..<max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        }
-        return Array(Int(first)..<Int(first + count))
     }
 
     static var compilerVersion: String {

@@ -160,7 +160,7 @@ public struct Runner: Sendable {
                 if let a = c.placement.writerCPU, let b = c.placement.readerCPU { return Probe(cpuA: a, cpuB: b) }
             }
         }
-        let cpus = EnvironmentInfo.captureUsableCPUs()
+        let cpus = Topology.usableCPUList()
         return Probe(cpuA: cpus.first ?? 0, cpuB: cpus.count > 1 ? cpus[1] : (cpus.first ?? 0))
     }
 

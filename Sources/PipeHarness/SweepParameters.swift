@@ -451,7 +451,7 @@ public struct SweepPoint: Sendable, Hashable {
                 return p
             }
         case .spread?:
-            return Placement.spread(pairs: pairs, over: EnvironmentInfo.captureUsableCPUs()).map { s in
+            return Placement.spread(pairs: pairs, over: Topology.usableCPUList()).map { s in
                 var p = placement
                 p.writerCPU = s.writerCPU
                 p.readerCPU = s.readerCPU

@@ -51,7 +51,7 @@ func makeTempDir() -> String {
 }
 
 func write(_ text: String, _ path: String) {
-    FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+    _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
 }
 
 @Suite(.serialized) struct CLIEndToEndTests {

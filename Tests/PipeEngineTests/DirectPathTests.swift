@@ -225,9 +225,14 @@ struct DirectPathTests {
         let sys = try quietSystem(config)
         let (r, w) = try sys.pipe2()
         let length = 65536
-        let region = try #require(mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
-        try #require(region != MAP_FAILED)
-        defer { munmap(region, length) }
+        // Between two PROT_NONE guard pages: a neighbouring mapping that another test locks
+        // at the same moment can never merge with this one and add to its `Locked:` line.
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let reserved = try #require(mmap(nil, length + 2 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+        try #require(reserved != MAP_FAILED)
+        defer { munmap(reserved, length + 2 * page) }
+        let region = reserved + page
+        try #require(mprotect(region, length, PROT_READ | PROT_WRITE) == 0)
         let data = pattern(0..<length)
         data.withUnsafeBytes { _ = memcpy(region, $0.baseAddress!, length) }
         #expect(lockedKB(in: region) == 0)

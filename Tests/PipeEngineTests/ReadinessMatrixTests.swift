@@ -114,16 +114,6 @@ private func noResize() -> PipeConfiguration {
     return c
 }
 
-/// Waits (bounded) until `condition` holds; false if it never did.
-private func waitUntil(seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try condition() { return true }
-        usleep(200)
-    }
-    return try condition()
-}
-
 private let fd0 = "fd[0]", fd1 = "fd[1]"
 private let BUF = DEFAULT_PIPE_SIZE          // pp_rpipe: fd[1] -> fd[0]
 private let SMALL = DEFAULT_SMALL_PIPE_SIZE  // pp_wpipe: fd[0] -> fd[1]
@@ -228,7 +218,7 @@ let readinessCases: [ReadinessCase] = [
         let (a, b) = try sys.pipe2()                 // blocking: the direct path is allowed
         let data = pattern(0..<12_000)
         let writer = TestThread { _ = try? sys.write(b, data) }
-        #expect(try waitUntil { try sys.bytesReadable(a) > 0 }, "the direct write never started")
+        #expect(try eventually { try sys.bytesReadable(a) > 0 }, "the direct write never started")
         var built = BuiltState(sys: sys, fds: [fd0: a, fd1: b])
         built.finish = {
             let got = try sys.readExactly(a, data.count)
@@ -435,17 +425,17 @@ struct ReadinessMatrixTests {
                 switch mechanism {
                 case .poll:
                     var fds = [PollFD(fd: fd, events: pollEvents)]
-                    out.n = try sys.poll(&fds, timeout: 10_000)
+                    out.n = try sys.poll(&fds, timeout: Int32(10_000 * TestThread.timeScale))
                     out.revents = fds[0].revents
                 case .select:
                     var rd: Set<Int32> = [fd], wr: Set<Int32> = change == .hangsUp ? [fd] : [], ex: Set<Int32> = [fd]
-                    out.n = try sys.select(read: &rd, write: &wr, except: &ex, timeout: 10_000_000_000)
+                    out.n = try sys.select(read: &rd, write: &wr, except: &ex, timeout: Int(1e10 * TestThread.timeScale))
                     out.sets = SelectExpect(read: rd.contains(fd), write: wr.contains(fd), except: ex.contains(fd))
                 case .kevent:
                     // A close activates the knotes one after the other: collect until each
                     // filter has reported (bounded).
                     for _ in 0..<4 {
-                        out.events += try sys.kevent(kq, changes: [], capacity: 8, timeout: 10_000_000_000)
+                        out.events += try sys.kevent(kq, changes: [], capacity: 8, timeout: Int(1e10 * TestThread.timeScale))
                         if Set(out.events.map(\.filter)) == Set(filters) { break }
                     }
                     out.n = out.events.count
@@ -457,7 +447,7 @@ struct ReadinessMatrixTests {
         }
         // Change the state only once the waiter is recorded, so that the wake-up path (not the
         // first scan) delivers the result.
-        let recorded = waitUntil {
+        let recorded = eventually {
             mechanism == .kevent ? keventWaiting(sys, kq) : pollerRecorded(sys, fd)
         }
         #expect(recorded, "\(mechanism) waiter never went to sleep")

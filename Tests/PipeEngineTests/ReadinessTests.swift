@@ -1,3 +1,4 @@
+import CPipeSys
 import Foundation
 import Glibc
 import Testing
@@ -66,9 +67,9 @@ struct ReadinessTests {
         let sys = try quietSystem()
         let (r, w) = try sys.pipe2()
         var fds = [PollFD(fd: r, events: IN)]
-        let start = Date()
+        let start = pb_monotonic_ns()
         #expect(try sys.poll(&fds, timeout: 30) == 0)
-        #expect(Date().timeIntervalSince(start) >= 0.029)
+        #expect(pb_monotonic_ns() - start >= 29_000_000)      // never early
         // Infinite timeout, woken by a write from another thread.
         let writer = TestThread { usleep(20_000); _ = try! sys.write(w, [9]) }
         #expect(try sys.poll(&fds, timeout: -1) == 1)
@@ -82,7 +83,7 @@ struct ReadinessTests {
         #expect(interrupter.join())
         // A close of the peer wakes a poller with POLLHUP.
         let closer = TestThread { usleep(20_000); try! sys.close(w) }
-        #expect(try sys.poll(&fds, timeout: 5000) == 1)
+        #expect(try sys.poll(&fds, timeout: Int32(5000 * TestThread.timeScale)) == 1)
         #expect(fds[0].revents == IN | HUP)
         #expect(closer.join())
     }
@@ -268,8 +269,8 @@ struct ReadinessTests {
         }
         var received = [[UInt8]](repeating: [], count: pipes.count)
         var open = Set(0..<pipes.count)
-        let deadline = Date().addingTimeInterval(120 * TestThread.timeScale)
-        while !open.isEmpty && Date() < deadline {
+        let deadline = pb_monotonic_ns() + Int64(120e9 * TestThread.timeScale)
+        while !open.isEmpty && pb_monotonic_ns() < deadline {
             var fds = open.sorted().map { PollFD(fd: pipes[$0].0, events: IN) }
             let n = try sys.poll(&fds, timeout: Int32(10_000 * TestThread.timeScale))
             #expect(n > 0, "a poll that should have been woken timed out")

@@ -1,3 +1,4 @@
+import CPipeSys
 import CMallocCounter
 import Foundation
 import Testing
@@ -34,22 +35,30 @@ final class TestThread: @unchecked Sendable {
     }
 }
 
-/// Waits until `pipe`'s state shows a thread asleep in it (`flag`: `.WANTR` or `.WANTW`), then
-/// `settleMicroseconds` more (past a spin, so that the sleeper has parked). False when no
-/// sleeper showed within 10 s (scaled): the caller fails instead of hanging.
-func waitForSleeper(_ pipe: PipeEngine.Pipe, _ flag: PipeState, settleMicroseconds: UInt32 = 0) -> Bool {
-    let deadline = Date().addingTimeInterval(10 * TestThread.timeScale)
-    while Date() < deadline {
+/// Waits until `pipe`'s state shows a thread asleep in it (`flag`: `.WANTR` or `.WANTW`) and,
+/// with `parked`, until that thread has also given up spinning and parked in the futex. False
+/// when that did not happen within 10 s (scaled): the caller fails instead of hanging.
+func waitForSleeper(_ pipe: PipeEngine.Pipe, _ flag: PipeState, parked: Bool = false) -> Bool {
+    let deadline = pb_monotonic_ns() + Int64(10e9 * TestThread.timeScale)
+    while pb_monotonic_ns() < deadline {
         pipe.PIPE_LOCK()
         let state = pipe.pipe_state
         pipe.PIPE_UNLOCK()
-        if state.contains(flag) {
-            if settleMicroseconds > 0 { usleep(settleMicroseconds) }
-            return true
-        }
+        if state.contains(flag) && (!parked || pipe.chan.parkedThreads > 0) { return true }
         usleep(200)
     }
     return false
+}
+
+/// Polls `condition` every 200 µs until it holds or `seconds` (scaled) have passed on the
+/// monotonic clock; returns its last value.
+func eventually(within seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = pb_monotonic_ns() + Int64(seconds * 1e9 * TestThread.timeScale)
+    while pb_monotonic_ns() < deadline {
+        if try condition() { return true }
+        usleep(200)
+    }
+    return try condition()
 }
 
 /// A value shared between test threads, guarded by a lock.

@@ -18,7 +18,7 @@ struct WaitChannelTests {
         // A reader waits for data longer than it spins ("piperd").
         let got = Locked<[UInt8]>([])
         let reader = TestThread { let bytes = try! sys.read(r, count: 1); got.withLock { $0 = bytes } }
-        try #require(waitForSleeper(pipe, .WANTR, settleMicroseconds: 5_000))   // past the spin budget
+        try #require(waitForSleeper(pipe, .WANTR, parked: true))   // spun, failed, parked
         _ = try sys.write(w, [42])
         #expect(reader.join())
         #expect(got.get == [42])
@@ -34,7 +34,7 @@ struct WaitChannelTests {
         _ = try sys.fcntl(w, F_SETFL, 0)
         let wrote = Locked<Int>(0)
         let writer = TestThread { let n = try! sys.write(w, [UInt8](repeating: 2, count: 100)); wrote.withLock { $0 = n } }
-        try #require(waitForSleeper(pipe, .WANTW, settleMicroseconds: 5_000))
+        try #require(waitForSleeper(pipe, .WANTW, parked: true))
         #expect(wrote.get == 0)
         var drained = 0
         while drained < filled { drained += try sys.read(r, count: filled - drained).count }

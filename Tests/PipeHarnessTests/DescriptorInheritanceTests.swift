@@ -104,6 +104,24 @@ import Glibc
         #expect(listed.sorted() == [0, 1, 2, 3], "\(listed), with \(fds) inheritable here")
     }
 
+    /// A child starts with every signal at its default action and none blocked, whatever this
+    /// process ignores or blocks: the harness ignores SIGPIPE (a write to a closed pipe must
+    /// be EPIPE here), and an ignored SIGPIPE passed to a child would keep `yes | head` from
+    /// ever ending its `yes`.
+    @Test func childrenStartWithDefaultSignalActions() throws {
+        ignoreSIGPIPE()                 // as every kernel-pipe transport does, once a process
+        let child = try ChildProcess.run(["grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"])
+        #expect(child.status == 0)
+        var masks: [String: UInt64] = [:]
+        for line in child.standardOutput.split(whereSeparator: \.isNewline) {
+            let parts = line.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
+            if parts.count == 2 { masks[parts[0]] = UInt64(parts[1], radix: 16) }
+        }
+        let ignored = try #require(masks["SigIgn"], "\(child.standardOutput)")
+        #expect(ignored & (1 << (UInt64(SIGPIPE) - 1)) == 0, "SIGPIPE ignored in the child")
+        #expect(masks["SigBlk"] == 0)
+    }
+
     static func descriptors(of pid: Int32) -> [Int] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).compactMap { Int($0) }
     }

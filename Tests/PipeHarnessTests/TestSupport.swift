@@ -34,6 +34,6 @@ final class CorruptingChannel: ByteChannel {
 
 /// Two usable CPUs to pin to, if this machine has them.
 func twoCPUs() -> (Int, Int)? {
-    let cpus = EnvironmentInfo.captureUsableCPUs()
+    let cpus = Topology.usableCPUList()
     return cpus.count >= 2 ? (cpus[0], cpus[1]) : nil
 }

@@ -131,8 +131,6 @@ int pb_sched_getcpu(void);
 int pb_pin_current_thread(int cpu);
 /// Clears any pinning of the calling thread (all CPUs the process may use); 0 or errno.
 int pb_unpin_current_thread(void);
-/// Number of CPUs the calling thread may run on, and the lowest of them in *first.
-int pb_current_affinity(int *count, int *first);
 /// CPU time of the calling thread, in nanoseconds.
 int64_t pb_thread_cpu_ns(void);
 /// CLOCK_MONOTONIC, in nanoseconds.
