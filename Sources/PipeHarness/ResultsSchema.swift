@@ -46,6 +46,11 @@ public enum ResultsSchema {
     }
     public static let version1ColumnNames: [String] = columnNames(ofVersion: 1)
 
+    /// Version 3 as first written: `probe_ns` without `copy`, which came later under the same
+    /// version (the six files of 2026-11-26 from 21:52 to 22:07 in `results/` are of it). Read
+    /// as version 3 with `copy` empty.
+    static let earlyVersion3ColumnNames: [String] = columnNames(ofVersion: 3).filter { $0 != "copy" }
+
     /// The version a row's `schema` field names (`pipebench-csv/N`, or the JSON form), if this
     /// pipebench reads it.
     static func readableVersion(_ schema: String, json: Bool) -> Int? {
@@ -309,7 +314,8 @@ public struct ResultsTable: Sendable, Equatable {
         guard let version else {
             throw ResultsError(.input, "\(name) has schema '\(schema)', this pipebench reads \(ResultsSchema.readableSchemas(json: false)); convert it with the pipebench that wrote it")
         }
-        let columns = ResultsSchema.columnNames(ofVersion: version)
+        var columns = ResultsSchema.columnNames(ofVersion: version)
+        if version == 3 && header == ResultsSchema.earlyVersion3ColumnNames { columns = header }
         guard header == columns else {
             let missing = columns.filter { !header.contains($0) }
             let extra = header.filter { !columns.contains($0) }
@@ -324,7 +330,7 @@ public struct ResultsTable: Sendable, Equatable {
             guard r[0] == ResultsSchema.csvSchema(version) else {
                 throw ResultsError(.input, "\(name): row \(n + 2) has schema '\(r[0])', the file's first row \(ResultsSchema.csvSchema(version))")
             }
-            rows.append(version == ResultsSchema.version ? r : upgradeRow(r, columns: columns))
+            rows.append(columns == ResultsSchema.columnNames ? r : upgradeRow(r, columns: columns))
         }
         return ResultsTable(rows: rows)
     }
