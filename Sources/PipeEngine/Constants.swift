@@ -1,5 +1,6 @@
-// The constants of FreeBSD's sys/sys/pipe.h and sys/kern/sys_pipe.c (amd64), by their C names
-// so that the routines in SysPipe.swift read like the seed. See ../shared/SPEC.md.
+// The constants of FreeBSD's sys/sys/pipe.h and sys/kern/sys_pipe.c (amd64), in freebsd-src at
+// revision f4f56ff43dbd30930f4b018e39ba2b9abf84551f, by their C names so that the routines in
+// SysPipe.swift read like the seed.
 
 /// `PAGE_SIZE`: the unit of every buffer size.
 public let PAGE_SIZE = 4096

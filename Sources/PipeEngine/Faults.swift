@@ -5,7 +5,8 @@ public enum FaultPoint: Int, Sendable, CaseIterable, CustomStringConvertible {
     /// `vm_map_find` finds no room: the allocation paths of `pipespace_new` (pipefragretry,
     /// pipeallocfail and ENOMEM from pipe2, piperesizefail keeping the old buffer).
     case arenaAllocate
-    /// The `mprotect` that makes a new range read-write fails: handled as no room.
+    /// The `mprotect` that makes a new range read-write fails: a host refusal (ENOMEM, counted
+    /// in `engine.host_map_refusals`), not the seed's no room.
     case arenaProtect
     /// `vm_fault_quick_hold_pages` cannot hold the writer's range: EFAULT, nothing moved.
     case pageHold

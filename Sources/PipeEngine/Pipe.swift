@@ -3,15 +3,18 @@ import CPipeSys
 import Glibc
 #endif
 
-// The data structures of sys/sys/pipe.h (see ../shared/SPEC.md), and the kernel-side objects
-// around them (struct file, struct uio) that sys_pipe.c's routines take as arguments.
+// The data structures of FreeBSD's sys/sys/pipe.h (freebsd-src at revision
+// f4f56ff43dbd30930f4b018e39ba2b9abf84551f, the revision of the seed sys_pipe.c), and the
+// kernel-side objects around them (struct file, struct uio) that sys_pipe.c's routines take as
+// arguments.
 //
 // Locking rules (the seed's, restated for this model):
 //  - One `PipeMutex` per pair (`pp_mtx`, reached as `PIPE_MTX(pipe)`) guards every field of
 //    both `Pipe`s of the pair, except where noted. It is held only for short sections and is
 //    never held across an arena call (`pipespace_new`, `pipe_free_kmem`), a page hold, a
 //    sleep, or a copy of user data (`uiomove`) larger than a page (`uiomove_unlocked`: the
-//    seed drops it around every copy, which in user space never sleeps; see SysPipe.swift).
+//    seed drops it around every copy, which in user space never sleeps; why: the catalog
+//    article FidelityAndDifferences).
 //  - The real lock for I/O is the `PIPE_LOCKFL` flag, taken with `pipelock` and given back
 //    with `pipeunlock` under the mutex. A reader holds its pipe's flag while it copies out; a
 //    writer holds the flag of the pipe it writes into. So, per direction, only one thread
@@ -288,8 +291,8 @@ struct UIO {
 
 /// `uiomove(cp, n, uio)`: copies between a kernel buffer and the uio, advancing it.
 /// A null base with a non-zero length is EFAULT (the one bad address a user-space copy can
-/// detect without a system call; see SysPipe.swift's mapping notes). With `streaming`, copies
-/// into `cp` of at least `streamingCopyMin` bytes use non-temporal stores
+/// detect without a system call; see the catalog article FidelityAndDifferences). With
+/// `streaming`, copies into `cp` of at least `streamingCopyMin` bytes use non-temporal stores
 /// (`CopyStrategy.streaming`).
 @inline(__always)
 func uiomove(_ cp: UnsafeMutableRawPointer, _ n: Int, _ uio: inout UIO, streaming: Bool = false) -> Errno? {

@@ -3,18 +3,17 @@ import CPipeSys
 import Glibc
 #endif
 
-// The kernel's sleep and lock primitives, in user space.
+// The kernel's sleep and lock primitives, in user space: PipeMutex (PIPE_MTX), WaitChannel
+// (msleep, wakeup, wakeup_one) and EngineThread.interrupt (PCATCH and a caught signal). How
+// they differ from the kernel's, and why, is written once, in the catalog article
+// FidelityAndDifferences (Sources/PipeEngine/PipeEngine.docc/FidelityAndDifferences.md).
 //
-//   PIPE_MTX (mtx)        -> PipeMutex: a spin-then-park futex mutex, one per pipe pair.
-//   msleep(chan, mtx, pri, wmesg)
-//                         -> WaitChannel.sleep: drop the mutex, optionally spin on the channel's
-//                            generation word (for a budget learned per wmesg), then park on it
-//                            with a futex; retake the mutex.
-//   wakeup / wakeup_one   -> WaitChannel.wakeup / wakeupOne: bump the generation; FUTEX_WAKE
-//                            only when someone is parked (spinners see the bump themselves).
-//   PCATCH + a signal     -> EngineThread.interrupt: marks the target thread and bumps the
-//                            channel it sleeps on; its msleep returns EINTR, or ERESTART for a
-//                            restarting (SA_RESTART) interruption.
+// How they work: WaitChannel.sleep drops the mutex, optionally spins on the channel's
+// generation word (for a budget learned per wmesg), then parks on that word with a futex, and
+// retakes the mutex. wakeup / wakeupOne bump the generation and make a FUTEX_WAKE only when
+// someone is parked (spinners see the bump themselves). EngineThread.interrupt marks the
+// target thread and bumps the channel it sleeps on; its msleep returns EINTR, or ERESTART for
+// a restarting (SA_RESTART) interruption.
 //
 // Every wakeup in sys_pipe.c is made with the pipe mutex held, and a sleeper reads the
 // generation before dropping that mutex, so a wakeup can never fall between the test and the

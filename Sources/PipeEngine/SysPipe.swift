@@ -3,65 +3,14 @@ import CPipeSys
 import Glibc
 #endif
 
-// sys_pipe.c, in user space. Each routine below names the seed routine it models and keeps
-// its decisions in the seed's order; read them side by side with ../shared/seed/sys_pipe.c.
-// The locking rules are stated at the top of Pipe.swift.
+// sys_pipe.c, in user space. The routines below model FreeBSD's sys/kern/sys_pipe.c
+// (freebsd-src at revision f4f56ff43dbd30930f4b018e39ba2b9abf84551f: "the seed"); each names
+// the seed routine it models and keeps its decisions in the seed's order, so that the two
+// read side by side. The locking rules are stated at the top of Pipe.swift.
 //
-// Where user space forces a difference, this is the mapping (the only place it is written):
-//  - pipe_map / vm_map_find / vm_map_remove -> KVAArena: one mmap reservation of exactly
-//    maxpipekva bytes, first-fit pages, mprotect on use, madvise(MADV_DONTNEED) + PROT_NONE
-//    on free — deferred for up to `arenaCacheBytes` of freed pages, which stay read-write so
-//    that the next buffer placed there costs no system call (placement is unchanged).
-//    Linux keeps each run of one protection as a mapping and refuses splits past
-//    vm.max_map_count, which the kernel's pipe_map never meets: a freed range that would
-//    open a run past the arena's mapping budget (half of vm.max_map_count, for every arena
-//    of the process together) stays read-write, its memory still given back; an mprotect the
-//    host refuses anyway is ENOMEM counted apart (engine.host_map_refusals), with a message
-//    that names the limit, never the seed's pipefragretry/pipeallocfail (KVAArena).
-//  - falloc's file zone -> FileWords, one per PipeSystem, as each kernel has its own: a
-//    lock-free fget that lost a race to close holds a count of one of its own kernel's files.
-//  - uma_zalloc(pipe_zone) / uma_zfree -> a PipePair object, released when the last file
-//    that refers to it is gone (both ends FINALIZED).
-//  - msleep / wakeup / wakeup_one, PCATCH -> WaitChannel (futex, optional adaptive spin) and
-//    EngineThread.interrupt (Sync.swift). Signals are never real: a "signal" is an
-//    interruption posted to an EngineThread, or a record plus an optional handler call
-//    (SIGPIPE, SIGIO) — the process is never killed.
-//  - vm_fault_quick_hold_pages / vm_page_unhold_pages -> HoldStrategy: madvise
-//    (MADV_POPULATE_READ; on kernels without it, a process_vm_readv probe of each page) and,
-//    for .mlock, mlock/munlock of the writer's range. The reader copies from the writer's
-//    memory directly (uiomove_fromphys): one copy, as in the kernel. Two differences remain:
-//    a user-space hold cannot stop another thread of the writer's process from munmap()ing
-//    or mprotect()ing the range during the write (the reader would then fault where the
-//    kernel's hold keeps the pages), and Linux mlock does not nest, so the munlock at the end
-//    of a direct write also undoes an mlock the caller had made on those pages.
-//    The populate costs ~160 ns a page here (~3 us for a 64 KiB chunk, as long as the
-//    reader's copy of it), and the seed's writer holds each chunk only after the reader has
-//    taken the one before. So a direct write whose caller has more to send validates the
-//    next chunk's pages ahead, in the window where the seed's writer has given back the I/O
-//    lock and is about to sleep (`pipe_direct_write`, `hold_ahead`); the next
-//    `vm_fault_quick_hold_pages` of exactly that range then skips its system call. Every
-//    decision stays where the seed makes it (a range that failed ahead is checked again,
-//    and fails, at the seed's point; after the window the writer tests the chunk again and,
-//    if it still sleeps, sets WANTW again, which the reader may have cleared meanwhile); the
-//    window for the munmap race above grows by a chunk.
-//  - PIPE_UNLOCK; uiomove; PIPE_LOCK -> uiomove_unlocked: the seed gives the mutex back
-//    around every copy, because a copy from user memory may fault and sleep. Here a copy
-//    never sleeps, and for one of at most a page the mutex is kept: giving a contended mutex
-//    back and retaking it costs more than the copy (measured: 64-byte and 4 KiB streams). The
-//    I/O lock flag is held either way, so no decision can see the difference; threads that
-//    want the mutex meanwhile spin for the length of the copy instead.
-//  - copyin into the buffer -> memcpy, or with `CopyStrategy.streaming` non-temporal stores
-//    (whole lines written without first taking them back from the reader's cache; an sfence
-//    orders them before the mutex is given back). The seed's copy is the kernel's copyin; the
-//    choice only changes how the same bytes reach the buffer.
-//  - copyin / copyout faults -> only a null base with a non-zero length is detected (EFAULT)
-//    on the buffered path; other bad pointers fault in memcpy as they would in any user-space
-//    library. The direct path's hold detects unmapped and PROT_NONE ranges (EFAULT).
-//  - getnanotime -> CLOCK_REALTIME_COARSE. alloc_unr64(&pipeino_unr) -> a 64-bit counter per
-//    PipeSystem, from 1, never reused. pipedev_ino -> one st_dev per PipeSystem.
-//  - printf (the maxpipekva message) -> the instance's message log (stderr by default),
-//    rate-limited to once a second as ppsratecheck does.
-//  - The MAC framework's mac_pipe_check_* -> PipeSystem.policy, a hook that can deny.
+// Every difference from the kernel, and everything beyond the seed, is listed once, with its
+// reason, in the catalog article FidelityAndDifferences
+// (Sources/PipeEngine/PipeEngine.docc/FidelityAndDifferences.md).
 
 /// The global state of sys_pipe.c for one simulated kernel: tunables, counters, the arena.
 final class PipeKernel: @unchecked Sendable {
@@ -165,7 +114,7 @@ final class PipeKernel: @unchecked Sendable {
         chan.sleep(cpipe.PIPE_MTX, interruptible: `catch`, wmesg, strategy: waitStrategy)
     }
 
-    /// Copies of at most this many bytes (a page) keep the pipe mutex (see the mapping notes).
+    /// Copies of at most this many bytes (a page) keep the pipe mutex (why: FidelityAndDifferences).
     static let copyUnderMutexMax = PAGE_SIZE
 
     /// `PIPE_UNLOCK(cpipe); error = uiomove(cp, n, uio); PIPE_LOCK(cpipe)`, the mutex kept
@@ -590,7 +539,7 @@ final class PipeKernel: @unchecked Sendable {
         return pb_probe_readable(pages, length) == 0
     }
 
-    /// Beyond the seed (see the mapping notes): validate the pages of the chunk that
+    /// Beyond the seed (see FidelityAndDifferences): validate the pages of the chunk that
     /// `pipe_write` will hand to `pipe_direct_write` next — by the rules those routines use
     /// (`direct_write_wanted`, `direct_chunk_size`, `page_range`) — while the reader copies
     /// the current one.

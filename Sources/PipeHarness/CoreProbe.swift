@@ -1,7 +1,7 @@
 import CPipeSys
 
 /// What a core-to-core probe measured: the cost of moving one cache line back and forth
-/// between two CPUs, which on a VM changes as the host moves the vCPUs (see MACHINE-NOTES);
+/// between two CPUs, which on a VM changes as the host moves the vCPUs (results/README.md);
 /// recorded beside results so that runs on different placements are not compared blindly.
 public struct CoreProbeResult: Codable, Sendable {
     public var cpuA: Int

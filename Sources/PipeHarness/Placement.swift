@@ -173,7 +173,7 @@ public struct Placement: Codable, Sendable, Hashable {
     }
 }
 
-/// The placement presets of issue 5.
+/// The placement presets: `same-core`, `cross-core`, `same-node`, `cross-node`.
 public enum PlacementPreset: String, Codable, Sendable, CaseIterable, Hashable {
     /// Writer and reader pinned to one CPU; all memory on its node.
     case sameCore = "same-core"

@@ -3,7 +3,7 @@ import Glibc
 import Testing
 @testable import PipeEngine
 
-// The randomized model-based test (issue 8): random sequences of non-blocking operations run
+// The randomized model-based test: random sequences of non-blocking operations run
 // against a fresh PipeSystem and against PipeModel (PipeModel.swift), compared after every
 // step: the returned count or errno, the bytes read (byte-exact), the buffer of every open
 // descriptor (size, cnt, in, out via kinfo), poll's and kevent's answers, FIONREAD, fstat,

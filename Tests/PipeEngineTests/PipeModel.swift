@@ -1,9 +1,9 @@
 import Glibc
 @testable import PipeEngine
 
-// A sequential reference model of the seed's decisions (../shared/seed/sys_pipe.c) for
-// single-threaded, non-blocking use of one PipeSystem: what ModelTests.swift drives against
-// the real engine. It knows nothing of the engine's code; every rule below is the seed's,
+// A sequential reference model of the seed's decisions (FreeBSD's sys/kern/sys_pipe.c,
+// freebsd-src at f4f56ff43dbd30930f4b018e39ba2b9abf84551f) for single-threaded, non-blocking
+// use of one PipeSystem: what ModelTests.swift drives against the real engine. It knows nothing of the engine's code; every rule below is the seed's,
 // with the seed routine named.
 //
 // Orientation (pipe_paircreate): pair k has two `struct pipe`s, rpipe (index 2k, read through

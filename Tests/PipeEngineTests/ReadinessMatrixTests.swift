@@ -3,10 +3,11 @@ import Glibc
 import Testing
 @testable import PipeEngine
 
-// The readiness matrix: every pipe state of issue 4, and for each descriptor involved, what
+// The readiness matrix: every pipe state, and for each descriptor involved, what
 // poll, select and kqueue report — all from one expected row per (state, descriptor).
 //
-// The rows are derived by hand from seed/sys_pipe.c, never from running the engine:
+// The rows are derived by hand from FreeBSD's sys/kern/sys_pipe.c (freebsd-src at
+// f4f56ff43dbd30930f4b018e39ba2b9abf84551f), never from running the engine:
 //   pipe_poll        1459-1461  POLLIN: FREAD and (pipe_pages.cnt > 0 || pipe_buffer.cnt > 0)
 //                    1463-1469  POLLOUT: FWRITE and (peer gone || peer EOF ||
 //                               (!DIRECTW && (space >= PIPE_BUF || size == 0)))
@@ -25,7 +26,7 @@ import Testing
 //   pipe_build_write_buffer 907-912, 926: pipe_pages.cnt = min(iov_len, buffer size), DIRECTW set
 //   pipeclose        1669, 1683-1687: EOF on the closing end and on its peer; 1699, 1708: present != ACTIVE
 // poll drops POLLOUT when POLLHUP is set; select asks pipe_poll for POLLRDNORM|POLLHUP|POLLERR
-// (read), POLLWRNORM|POLLHUP|POLLERR (write), POLLRDBAND (except) (SPEC.md). FreeBSD's selscan
+// (read), POLLWRNORM|POLLHUP|POLLERR (write), POLLRDBAND (except) (sys_generic.c's select flags). FreeBSD's selscan
 // (sys_generic.c, outside the seed) makes ONE fo_poll call per descriptor with the flags of
 // every set the descriptor is in OR-ed together (selflags), then sets a bit in each of those
 // sets whose flags meet the result (selsetbits): `selectAll` is that call.

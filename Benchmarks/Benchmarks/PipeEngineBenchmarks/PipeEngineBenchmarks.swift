@@ -117,8 +117,8 @@ let benchmarks: @Sendable () -> Void = {
         makeSystem()
     }
 
-    // The kernel's pipe() + two closes: the yardstick for pipe2+close-x2 (issue 7 wants the
-    // engine at or under it), measured in the same run.
+    // The kernel's pipe() + two closes: the yardstick for pipe2+close-x2 (the performance
+    // report's target: the engine at or under it), measured in the same run.
     Benchmark("kernel-pipe+close-x2") { benchmark in
         // The descriptors on the stack: the benchmark itself allocates nothing.
         withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2) { fds in
