@@ -57,6 +57,6 @@ let package = Package(
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
         .testTarget(name: "PipeEngineTests", dependencies: ["PipeEngine", "CPipeSys", "CMallocCounter"]),
         .testTarget(name: "PipeHarnessTests", dependencies: ["PipeHarness", "PipeEngine"]),
-        .testTarget(name: "PipeBenchCLITests", dependencies: ["PipeHarness"]),
+        .testTarget(name: "PipeBenchCLITests", dependencies: ["PipeHarness", "PipeEngine"]),
     ]
 )

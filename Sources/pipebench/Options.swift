@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PipeEngine
 import PipeHarness
 
 /// The parameters of a configuration, one flag per harness parameter. Every flag takes a
@@ -34,24 +35,7 @@ struct ParameterOptions: ParsableArguments {
     var mux: [String] = []
     @Option(name: .customLong("kernel-pipe-size"), help: ArgumentHelp("linux-pipe, linux-vmsplice: F_SETPIPE_SZ for every kernel pipe, a power of two of at least a page, at most /proc/sys/fs/pipe-max-size unless root (default: the kernel's, 64K).", valueName: "size"))
     var kernelPipeSize: [String] = []
-    @Option(name: .customLong("mindirect"), help: ArgumentHelp("engine: kern.ipc.pipe_mindirect, > 512 (default 8K).", valueName: "size"))
-    var mindirect: [String] = []
-    @Option(name: .customLong("pipe-size"), help: ArgumentHelp("engine: PIPE_SIZE (default 16K).", valueName: "size"))
-    var pipeSize: [String] = []
-    @Option(name: .customLong("big-pipe-size"), help: ArgumentHelp("engine: BIG_PIPE_SIZE (default 64K).", valueName: "size"))
-    var bigPipeSize: [String] = []
-    @Option(name: .customLong("small-pipe-size"), help: ArgumentHelp("engine: SMALL_PIPE_SIZE (default 4K).", valueName: "size"))
-    var smallPipeSize: [String] = []
-    @Option(name: .customLong("maxpipekva"), help: ArgumentHelp("engine: kern.ipc.maxpipekva (default physical memory / 64).", valueName: "size"))
-    var maxpipekva: [String] = []
-    @Option(name: .customLong("hold"), help: ArgumentHelp("engine: direct-write page hold: none, populate, mlock.", valueName: "strategy"))
-    var hold: [String] = []
-    @Option(name: .customLong("copy"), help: ArgumentHelp("engine: how a buffered write copies into the pipe buffer: cached (memcpy) or streaming (non-temporal stores; x86-64).", valueName: "strategy"))
-    var copy: [String] = []
-    @Option(name: .customLong("wait"), help: ArgumentHelp("engine: park, spin (50 us) or spin:NS (ns, or with us/ms).", valueName: "strategy"))
-    var wait: [String] = []
-    @Option(name: .customLong("piperesize"), help: ArgumentHelp("engine: kern.ipc.piperesizeallowed, on or off.", valueName: "on|off"))
-    var piperesize: [String] = []
+    @OptionGroup(title: "Engine tunables") var engine: EngineParameterOptions
     @Option(name: .customLong("kva-tier"), help: ArgumentHelp("kva-pressure: fill pipekva above this % of maxpipekva with idle pipes first (100 = exhausted); implies --workload kva-pressure.", valueName: "percent"))
     var kvaTier: [String] = []
     @Option(name: .customLong("writer-cpu"), help: ArgumentHelp("Pin the writer (pingpong: client; pairs, fanin: every writer) to this CPU.", valueName: "cpu"))
@@ -73,9 +57,8 @@ struct ParameterOptions: ParsableArguments {
             (.workload, workload), (.transport, transport), (.writeSize, writeSize), (.readSize, readSize),
             (.total, total), (.messageSize, messageSize), (.iterations, iterations),
             (.warmupIterations, warmupIterations), (.rate, rate),
-            (.pairs, pairs), (.pairCPUs, pairCPUs), (.writers, writers), (.mux, mux), (.kernelPipeSize, kernelPipeSize), (.mindirect, mindirect),
-            (.pipeSize, pipeSize), (.bigPipeSize, bigPipeSize), (.smallPipeSize, smallPipeSize),
-            (.maxpipekva, maxpipekva), (.hold, hold), (.copy, copy), (.wait, wait), (.piperesize, piperesize),
+            (.pairs, pairs), (.pairCPUs, pairCPUs), (.writers, writers), (.mux, mux), (.kernelPipeSize, kernelPipeSize),
+        ] + engine.byTunable.map { (SweepAxis.engine($0.0), $0.1) } + [
             (.kvaTier, kvaTier), (.writerCPU, writerCPU), (.readerCPU, readerCPU),
             (.writerNode, writerNode), (.readerNode, readerNode), (.memoryNode, memoryNode),
         ]
@@ -84,6 +67,54 @@ struct ParameterOptions: ParsableArguments {
     }
 
     var isEmpty: Bool { byAxis.isEmpty }
+}
+
+/// The engine's tunables, one flag each (`EngineTunable.all`). argument-parser declares an
+/// option as a stored property, so each tunable has its line here, named as its flag
+/// (argument-parser spells `bigPipeSize` as `--big-pipe-size`); its help and value name come
+/// from the tunable, the values reach the sweep through `byTunable`, and a test checks that
+/// these properties and the table name the same flags.
+struct EngineParameterOptions: ParsableArguments {
+    @Option(help: .tunable("mindirect")) var mindirect: [String] = []
+    @Option(help: .tunable("pipe-size")) var pipeSize: [String] = []
+    @Option(help: .tunable("big-pipe-size")) var bigPipeSize: [String] = []
+    @Option(help: .tunable("small-pipe-size")) var smallPipeSize: [String] = []
+    @Option(help: .tunable("maxpipekva")) var maxpipekva: [String] = []
+    @Option(help: .tunable("hold")) var hold: [String] = []
+    @Option(help: .tunable("copy")) var copy: [String] = []
+    @Option(help: .tunable("wait")) var wait: [String] = []
+    @Option(help: .tunable("piperesize")) var piperesize: [String] = []
+
+    /// Each tunable given on the command line, with its values, in table order.
+    var byTunable: [(EngineTunable, [String])] {
+        var given: [String: [String]] = [:]
+        for child in Mirror(reflecting: self).children {
+            if let label = child.label, let option = child.value as? Option<[String]> {
+                given[Self.flagName(label)] = option.wrappedValue
+            }
+        }
+        return EngineTunable.all.compactMap { t in
+            guard let values = given[t.flag], !values.isEmpty else { return nil }
+            return (t, values)
+        }
+    }
+
+    /// `_bigPipeSize` -> `big-pipe-size`, as argument-parser names a property's long flag.
+    static func flagName(_ label: String) -> String {
+        var out = ""
+        for ch in label.drop(while: { $0 == "_" }) {
+            if ch.isUppercase { out += "-" + ch.lowercased() } else { out.append(ch) }
+        }
+        return out
+    }
+}
+
+extension ArgumentHelp {
+    /// An engine tunable's help, from its `EngineTunable` entry.
+    static func tunable(_ flag: String) -> ArgumentHelp {
+        guard let t = EngineTunable.named(flag) else { preconditionFailure("no engine tunable --\(flag)") }
+        return ArgumentHelp(t.help, valueName: t.valueName)
+    }
 }
 
 /// How a run is repeated, where its results go and how it reports progress.

@@ -309,12 +309,8 @@ struct SysctlCommand: PipeBenchCommand {
     @Flag(name: .customLong("json"), help: "Print as JSON.")
     var json = false
 
-    static let flags: [String: String] = [
-        "kern.ipc.maxpipekva": "--maxpipekva", "kern.ipc.piperesizeallowed": "--piperesize",
-        "kern.ipc.pipe_mindirect": "--mindirect", "engine.pipe_size": "--pipe-size",
-        "engine.big_pipe_size": "--big-pipe-size", "engine.small_pipe_size": "--small-pipe-size",
-        "engine.hold": "--hold", "engine.copy": "--copy", "engine.spin_ns": "--wait",
-    ]
+    /// The flag that sets each tunable's sysctl.
+    static let flags: [String: String] = Dictionary(uniqueKeysWithValues: EngineTunable.all.map { ($0.sysctl, "--" + $0.flag) })
 
     func execute() throws {
         let list = PipeSystem.sysctls

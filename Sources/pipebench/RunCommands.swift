@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PipeEngine
 import PipeHarness
 
 struct RunCommand: PipeBenchCommand {
@@ -76,7 +77,7 @@ struct RunCommand: PipeBenchCommand {
             p.transport = transport
             p.writeSize = 64 * 1024
             p.totalBytes = 256 << 20
-            p.mindirect = mindirect
+            p.engine[EngineTunable.named("mindirect")!] = mindirect
             p.writerCPU = writerCPU
             p.readerCPU = readerCPU
             p = p.normalized()
@@ -89,7 +90,7 @@ struct RunCommand: PipeBenchCommand {
             p.transport = transport
             p.messageSize = 1
             p.iterations = 20_000
-            p.waitSpinNs = wait
+            p.engine[EngineTunable.named("wait")!] = wait
             p.writerCPU = writerCPU
             p.readerCPU = readerCPU
             p = p.normalized()

@@ -1,4 +1,5 @@
 import Foundation
+import PipeEngine
 import PipeHarness
 
 /// Plain-text tables.
@@ -24,10 +25,7 @@ enum TextTable {
 /// The table printed after `run` and `sweep`: per workload, each configuration's median with
 /// its 95% interval, and its ratio to the Linux pipe measured in the same run.
 enum SummaryPrinter {
-    static let engineColumns: Set<String> = [
-        "pipe_mindirect_B", "pipe_size_B", "big_pipe_size_B", "small_pipe_size_B", "maxpipekva_B",
-        "hold", "copy", "wait_spin_ns", "piperesize", "kva_tier_pct",
-    ]
+    static let engineColumns: Set<String> = Set(EngineTunable.all.map(\.column) + ["kva_tier_pct"])
 
     /// The linux-pipe group measured with the same workload parameters, if any.
     static func baseline(for g: ResultsSummary.Group, in groups: [ResultsSummary.Group], _ t: ResultsTable) -> ResultsSummary.Group? {

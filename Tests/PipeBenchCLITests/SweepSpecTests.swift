@@ -1,3 +1,4 @@
+import PipeEngine
 import Testing
 @testable import PipeHarness
 
@@ -106,11 +107,11 @@ import Testing
         var spec = SweepSpecification()
         try spec.set(.transport, ["engine,linux-pipe"])
         try spec.set(.writeSize, ["4K..16K"])
-        try spec.set(.mindirect, ["4K,8K"])
+        try spec.set(SweepAxis(rawValue: "mindirect")!, ["4K,8K"])
         let points = try spec.points()
         // engine: 3 write sizes × 2 mindirect; linux-pipe: 3 write sizes (mindirect does not apply).
         #expect(points.count == 9)
-        #expect(points.filter { $0.transport == .linuxPipe }.allSatisfy { $0.mindirect == nil })
+        #expect(points.filter { $0.transport == .linuxPipe }.allSatisfy { $0.engine.isEmpty })
         #expect(Set(points.map(\.label)).count == points.count, "labels are unique")
         #expect(points.contains { $0.label == "stream engine w=8K md=4K" })
         #expect(points.contains { $0.label == "stream linux-pipe w=16K" })
@@ -118,7 +119,7 @@ import Testing
 
     @Test func mindirectAtPipeBufUsesTheEngineValidationMessage() throws {
         var spec = SweepSpecification()
-        try spec.set(.mindirect, ["512"])
+        try spec.set(SweepAxis(rawValue: "mindirect")!, ["512"])
         do {
             _ = try spec.points()
             Issue.record("no error")
@@ -131,8 +132,8 @@ import Testing
     @Test func unknownValuesAreRefused() throws {
         var p = SweepPoint()
         #expect(throws: SweepError.self) { try p.apply(.transport, "carrier-pigeon") }
-        #expect(throws: SweepError.self) { try p.apply(.hold, "glue") }
-        #expect(throws: SweepError.self) { try p.apply(.piperesize, "maybe") }
+        #expect(throws: SweepError.self) { try p.apply(SweepAxis(rawValue: "hold")!, "glue") }
+        #expect(throws: SweepError.self) { try p.apply(SweepAxis(rawValue: "piperesize")!, "maybe") }
         #expect(throws: SweepError.self) { try p.apply(.workload, "nap") }
     }
 

@@ -47,15 +47,7 @@ extension ResultsTable {
                 bool("verify", point.verify)
                 if point.transport == .engine {
                     let e = point.engineConfiguration
-                    int("pipe_mindirect_B", e.pipeMindirect)
-                    int("pipe_size_B", e.pipeSize)
-                    int("big_pipe_size_B", e.bigPipeSize)
-                    int("small_pipe_size_B", e.smallPipeSize)
-                    int("maxpipekva_B", e.maxpipekva)
-                    set("hold", e.hold.rawValue)
-                    set("copy", e.copy.rawValue)
-                    int("wait_spin_ns", e.wait.maxSpinNanoseconds)
-                    bool("piperesize", e.piperesizeallowed)
+                    for t in EngineTunable.all { set(t.column, ResultsSchema.engineCell(t, t.value(in: e))) }
                     int("kva_tier_pct", point.kvaTier)
                 }
                 int("writer_cpu", point.writerCPU)

@@ -1,4 +1,5 @@
 import Foundation
+import PipeEngine
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -77,6 +78,29 @@ public enum ResultsSchema {
         Column(name: name, type: type, group: group, doc: doc)
     }
 
+    /// An engine tunable's column: a number for sizes and the wait, the name of a choice, a
+    /// boolean for a switch.
+    static func engineColumn(_ t: EngineTunable) -> Column {
+        c(t.column, columnType(of: t), .parameter, t.columnDescription)
+    }
+
+    static func columnType(of t: EngineTunable) -> ColumnType {
+        switch t.kind {
+        case .size, .spin: return .integer
+        case .choice: return .text
+        case .onOff: return .boolean
+        }
+    }
+
+    /// The cell an engine tunable's value is written as.
+    static func engineCell(_ t: EngineTunable, _ value: Int) -> String {
+        switch t.kind {
+        case .size, .spin: return String(value)
+        case .choice(let names): return names.indices.contains(value) ? names[value] : String(value)
+        case .onOff: return value != 0 ? "true" : "false"
+        }
+    }
+
     public static let columns: [Column] = [
         c("schema", .text, .run, "Schema and version of the row: `\(csvVersion)`."),
         c("run_id", .text, .run, "One invocation of pipebench (UTC start time and process id); shards of a sweep have different ids."),
@@ -100,15 +124,7 @@ public enum ResultsSchema {
         c("mux", .text, .parameter, "fanin: how the reader waits for ready pipes, `poll` or `kqueue`."),
         c("kernel_pipe_size_asked_B", .integer, .parameter, "linux-pipe, linux-vmsplice: capacity asked of every kernel pipe with F_SETPIPE_SZ (`--kernel-pipe-size`); empty: the kernel default. What was in force: `kernel_pipe_size_B`."),
         c("verify", .boolean, .parameter, "Payload checked byte for byte."),
-        c("pipe_mindirect_B", .integer, .parameter, "engine: `kern.ipc.pipe_mindirect`, the smallest write taking the direct path."),
-        c("pipe_size_B", .integer, .parameter, "engine: `PIPE_SIZE`."),
-        c("big_pipe_size_B", .integer, .parameter, "engine: `BIG_PIPE_SIZE`."),
-        c("small_pipe_size_B", .integer, .parameter, "engine: `SMALL_PIPE_SIZE`."),
-        c("maxpipekva_B", .integer, .parameter, "engine: `kern.ipc.maxpipekva`."),
-        c("hold", .text, .parameter, "engine: direct-write page hold, `none`, `populate` or `mlock`."),
-        c("copy", .text, .parameter, "engine: how a buffered write copies into the pipe buffer, `cached` or `streaming` (non-temporal stores)."),
-        c("wait_spin_ns", .integer, .parameter, "engine: longest spin before a waiting thread parks (0 = park)."),
-        c("piperesize", .boolean, .parameter, "engine: `kern.ipc.piperesizeallowed`."),
+    ] + EngineTunable.all.map(engineColumn) + [
         c("kva_tier_pct", .integer, .parameter, "kva-pressure: `pipekva` filled to this percentage of `maxpipekva` first."),
         c("writer_cpu", .integer, .parameter, "CPU the writer (pingpong: client; pairs, fanin: every writer) was pinned to; empty = unpinned."),
         c("reader_cpu", .integer, .parameter, "CPU the reader (pingpong: server; pairs: every reader) was pinned to; empty = unpinned."),

@@ -4,33 +4,81 @@ import Glibc
 #endif
 
 /// Every parameter a benchmark configuration has, by the name of its command-line flag and
-/// config-file key. A sweep gives each axis one or more values.
-public enum SweepAxis: String, CaseIterable, Sendable {
+/// config-file key. A sweep gives each axis one or more values. The engine's tunables are
+/// not listed here: each is an `EngineTunable` (PipeEngine), declared once, and an axis
+/// `.engine(tunable)`.
+public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, CustomStringConvertible {
     // workload
     case workload, transport
-    case writeSize = "write-size", readSize = "read-size", total
-    case messageSize = "message-size", iterations, warmupIterations = "warmup-iterations", rate
-    case pairs, pairCPUs = "pair-cpus", writers, mux
-    case kernelPipeSize = "kernel-pipe-size"
+    case writeSize, readSize, total
+    case messageSize, iterations, warmupIterations, rate
+    case pairs, pairCPUs, writers, mux
+    case kernelPipeSize
     case verify
     // engine (PipeConfiguration)
-    case mindirect, pipeSize = "pipe-size", bigPipeSize = "big-pipe-size", smallPipeSize = "small-pipe-size"
-    case maxpipekva, hold, copy, wait, piperesize
-    case kvaTier = "kva-tier"
+    case engine(EngineTunable)
+    case kvaTier
     // placement
-    case writerCPU = "writer-cpu", readerCPU = "reader-cpu"
-    case writerNode = "writer-node", readerNode = "reader-node", memoryNode = "memory-node"
+    case writerCPU, readerCPU
+    case writerNode, readerNode, memoryNode
+
+    /// Every axis, in the order of the results columns (and of configuration labels).
+    public static let allCases: [SweepAxis] =
+        [.workload, .transport, .writeSize, .readSize, .total, .messageSize, .iterations, .warmupIterations, .rate,
+         .pairs, .pairCPUs, .writers, .mux, .kernelPipeSize, .verify]
+        + EngineTunable.all.map(SweepAxis.engine)
+        + [.kvaTier, .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode]
+
+    private static let byName = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
+
+    public init?(rawValue: String) {
+        guard let axis = Self.byName[rawValue] else { return nil }
+        self = axis
+    }
+
+    /// The flag and config-file key, without the dashes.
+    public var rawValue: String {
+        switch self {
+        case .workload: return "workload"
+        case .transport: return "transport"
+        case .writeSize: return "write-size"
+        case .readSize: return "read-size"
+        case .total: return "total"
+        case .messageSize: return "message-size"
+        case .iterations: return "iterations"
+        case .warmupIterations: return "warmup-iterations"
+        case .rate: return "rate"
+        case .pairs: return "pairs"
+        case .pairCPUs: return "pair-cpus"
+        case .writers: return "writers"
+        case .mux: return "mux"
+        case .kernelPipeSize: return "kernel-pipe-size"
+        case .verify: return "verify"
+        case .engine(let t): return t.flag
+        case .kvaTier: return "kva-tier"
+        case .writerCPU: return "writer-cpu"
+        case .readerCPU: return "reader-cpu"
+        case .writerNode: return "writer-node"
+        case .readerNode: return "reader-node"
+        case .memoryNode: return "memory-node"
+        }
+    }
+
+    public var description: String { rawValue }
 
     public enum Kind: Sendable { case size, integer, text, number }
 
     public var kind: Kind {
         switch self {
-        case .writeSize, .readSize, .total, .messageSize, .kernelPipeSize, .mindirect, .pipeSize, .bigPipeSize, .smallPipeSize, .maxpipekva:
+        case .writeSize, .readSize, .total, .messageSize, .kernelPipeSize:
             return .size
+        case .engine(let t):
+            if case .size = t.kind { return .size }
+            return .text
         case .iterations, .warmupIterations, .pairs, .writers, .kvaTier, .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
             return .integer
         case .rate: return .number
-        case .workload, .transport, .verify, .hold, .copy, .wait, .piperesize, .pairCPUs, .mux: return .text
+        case .workload, .transport, .verify, .pairCPUs, .mux: return .text
         }
     }
 
@@ -40,7 +88,7 @@ public enum SweepAxis: String, CaseIterable, Sendable {
         case .workload, .transport, .writeSize, .readSize, .total, .messageSize, .iterations, .warmupIterations, .rate, .verify,
              .pairs, .writers, .mux, .kernelPipeSize:
             return "workload"
-        case .mindirect, .pipeSize, .bigPipeSize, .smallPipeSize, .maxpipekva, .hold, .copy, .wait, .piperesize, .kvaTier:
+        case .engine, .kvaTier:
             return "engine"
         case .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode, .pairCPUs:
             return "placement"
@@ -55,10 +103,7 @@ public enum SweepAxis: String, CaseIterable, Sendable {
         case .writeSize: return "w"
         case .readSize: return "r"
         case .messageSize: return "msg"
-        case .mindirect: return "md"
-        case .pipeSize: return "ps"
-        case .bigPipeSize: return "bps"
-        case .smallPipeSize: return "sps"
+        case .engine(let t): return t.label
         case .writerCPU: return "wcpu"
         case .readerCPU: return "rcpu"
         case .writerNode: return "wnode"
@@ -85,6 +130,35 @@ public enum SweepAxis: String, CaseIterable, Sendable {
             return [try PairCPUs.parse(text).description]
         case .text, .number:
             return ListSpec.unique(try ListSpec.items(text, flag: flag))
+        }
+    }
+}
+
+extension EngineTunable {
+    /// A value from its canonical text (as `SweepAxis.expand` gives it).
+    func parse(_ text: String) throws -> Int {
+        switch kind {
+        case .size:
+            do { return try SizeSpec.parse(text) } catch let e as SweepError { throw SweepError("--\(flag): \(e.message)") }
+        case .choice(let names):
+            guard let i = names.firstIndex(of: text) else {
+                throw SweepError("--\(flag) '\(text)' is unknown; use one of: \(names.joined(separator: ", "))")
+            }
+            return i
+        case .onOff:
+            return try SweepPoint.onOff(text, .engine(self)) ? 1 : 0
+        case .spin:
+            return try SweepPoint.parseWait(text)
+        }
+    }
+
+    /// The canonical text of a value.
+    func format(_ value: Int) -> String {
+        switch kind {
+        case .size: return SizeSpec.format(value)
+        case .choice(let names): return names.indices.contains(value) ? names[value] : String(value)
+        case .onOff: return value != 0 ? "on" : "off"
+        case .spin: return value == 0 ? "park" : "spin:\(value)"
         }
     }
 }
@@ -158,16 +232,9 @@ public struct SweepPoint: Sendable, Hashable {
     /// default (64 KiB).
     public var kernelPipeSize: Int?
     public var verify = false
-    public var mindirect: Int?
-    public var pipeSize: Int?
-    public var bigPipeSize: Int?
-    public var smallPipeSize: Int?
-    public var maxpipekva: Int?
-    public var hold: HoldStrategy?
-    public var copy: CopyStrategy?
-    /// Nil: the engine default; 0 = park.
-    public var waitSpinNs: Int?
-    public var piperesize: Bool?
+    /// The engine tunables this point sets (`EngineTunable` value); the others keep
+    /// PipeConfiguration's defaults.
+    public var engine: [EngineTunable: Int] = [:]
     public var kvaTier: Int?
     public var writerCPU: Int?
     public var readerCPU: Int?
@@ -256,23 +323,7 @@ public struct SweepPoint: Sendable, Hashable {
             try Self.checkKernelPipeSize(v)
             kernelPipeSize = v
         case .verify: verify = try Self.onOff(text, axis)
-        case .mindirect: mindirect = try size()
-        case .pipeSize: pipeSize = try size()
-        case .bigPipeSize: bigPipeSize = try size()
-        case .smallPipeSize: smallPipeSize = try size()
-        case .maxpipekva: maxpipekva = try size()
-        case .hold:
-            guard let h = HoldStrategy(rawValue: text) else {
-                throw SweepError("--hold '\(text)' is unknown; use one of: none, populate, mlock")
-            }
-            hold = h
-        case .copy:
-            guard let c = CopyStrategy(rawValue: text) else {
-                throw SweepError("--copy '\(text)' is unknown; use one of: cached, streaming")
-            }
-            copy = c
-        case .wait: waitSpinNs = try Self.parseWait(text)
-        case .piperesize: piperesize = try Self.onOff(text, axis)
+        case .engine(let t): engine[t] = try t.parse(text)
         case .kvaTier:
             let v = try int()
             guard (0...100).contains(v) else { throw SweepError("--kva-tier \(text): a tier is a percentage of maxpipekva, 0 to 100") }
@@ -333,15 +384,7 @@ public struct SweepPoint: Sendable, Hashable {
     public var engineConfiguration: PipeConfiguration {
         var c = PipeConfiguration()
         if workload == "kva-pressure" { c.maxpipekva = KVAPressureConfig.defaultMaxpipekva }
-        if let v = mindirect { c.pipeMindirect = v }
-        if let v = pipeSize { c.pipeSize = v }
-        if let v = bigPipeSize { c.bigPipeSize = v }
-        if let v = smallPipeSize { c.smallPipeSize = v }
-        if let v = maxpipekva { c.maxpipekva = v }
-        if let v = hold { c.hold = v }
-        if let v = copy { c.copy = v }
-        if let v = waitSpinNs { c.wait = WaitStrategy(maxSpinNanoseconds: v) }
-        if let v = piperesize { c.piperesizeallowed = v }
+        for (t, v) in engine { t.set(v, in: &c) }
         return c
     }
 
@@ -386,13 +429,9 @@ public struct SweepPoint: Sendable, Hashable {
 
     /// " (set with --mindirect)" for the first engine parameter a message names.
     static func flagHint(_ message: String) -> String {
-        let names: [(String, String)] = [
-            ("pipe_mindirect", "--mindirect"), ("SMALL_PIPE_SIZE", "--small-pipe-size"),
-            ("BIG_PIPE_SIZE", "--big-pipe-size"), ("PIPE_SIZE", "--pipe-size"), ("maxpipekva", "--maxpipekva"),
-        ]
         let words = message.split { !($0.isLetter || $0.isNumber || $0 == "_") }.map(String.init)
         for w in words {
-            if let hit = names.first(where: { $0.0 == w }) { return " (set with \(hit.1))" }
+            if let hit = EngineTunable.all.first(where: { $0.validationName == w }) { return " (set with --\(hit.flag))" }
         }
         return ""
     }
@@ -508,15 +547,7 @@ public struct SweepPoint: Sendable, Hashable {
         case .mux: return mux.rawValue
         case .kernelPipeSize: return kernelPipeSize.map(SizeSpec.format)
         case .verify: return verify ? "on" : "off"
-        case .mindirect: return mindirect.map(SizeSpec.format)
-        case .pipeSize: return pipeSize.map(SizeSpec.format)
-        case .bigPipeSize: return bigPipeSize.map(SizeSpec.format)
-        case .smallPipeSize: return smallPipeSize.map(SizeSpec.format)
-        case .maxpipekva: return maxpipekva.map(SizeSpec.format)
-        case .hold: return hold?.rawValue
-        case .copy: return copy?.rawValue
-        case .wait: return waitSpinNs.map { $0 == 0 ? "park" : "spin:\($0)" }
-        case .piperesize: return piperesize.map { $0 ? "on" : "off" }
+        case .engine(let t): return engine[t].map(t.format)
         case .kvaTier: return kvaTier.map(String.init)
         case .writerCPU: return writerCPU.map(String.init)
         case .readerCPU: return readerCPU.map(String.init)
@@ -563,10 +594,7 @@ extension SweepPoint {
     public func normalized() -> SweepPoint {
         var p = self
         let d = SweepPoint()
-        if !applies(.mindirect) {
-            p.mindirect = nil; p.pipeSize = nil; p.bigPipeSize = nil; p.smallPipeSize = nil
-            p.maxpipekva = nil; p.hold = nil; p.copy = nil; p.waitSpinNs = nil; p.piperesize = nil
-        }
+        if transport != .engine { p.engine = [:] }
         if workload == "kva-pressure" && kvaTier == nil { p.kvaTier = 0 }
         if workload != "kva-pressure" { p.kvaTier = nil }
         if !applies(.writeSize) { p.writeSize = d.writeSize; p.readSize = nil; p.totalBytes = nil }
