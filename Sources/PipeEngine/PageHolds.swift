@@ -56,13 +56,31 @@ extension PipeKernel {
         return pb_probe_readable(pages, length) == 0
     }
 
-    /// Beyond the seed (see FidelityAndDifferences): validate the pages of the chunk that
-    /// `pipe_write` will hand to `pipe_direct_write` next — by the rules those routines use
-    /// (`direct_write_wanted`, `direct_chunk_size`, `page_range`) — while the reader copies
-    /// the current one.
-    /// Called with the pipe mutex held and the I/O lock given back; drops and retakes the
+    /// Beyond the seed: the holds ahead. A direct write of several chunks validates the pages
+    /// of the chunk `pipe_write` will hand to `pipe_direct_write` next (by the rules those
+    /// routines use: `direct_write_wanted`, `direct_chunk_size`, `page_range`) while the
+    /// reader copies the current one, so that the next `vm_fault_quick_hold_pages` of exactly
+    /// that range skips its system call. Why, and what it changes: FidelityAndDifferences.
+    ///
+    /// Called once per chunk, where `pipe_direct_write` is about to sleep in "pipdwt", with the
+    /// pipe mutex held and the I/O lock given back. When it dropped the mutex, the reader may
+    /// meanwhile have taken the whole chunk, or cleared WANTW and woken no one (`pipe_read`'s
+    /// write hysteresis): then the writer tests again instead of sleeping (true: the I/O lock
+    /// is retaken), or wants the reader again (a writer asleep in "pipdwt" has WANTW set, as
+    /// in the seed).
+    func hold_ahead_before_sleep(_ fp: File, _ wpipe: Pipe, _ uio: UIO, _ ahead: inout Range<Int>?) -> Bool {
+        guard hold_ahead(wpipe, uio, fp, &ahead) else { return false }
+        if wpipe.pipe_pages.cnt == 0 || wpipe.pipe_state.contains(.EOF) {
+            _ = pipelock(wpipe, catch: false)
+            return true
+        }
+        wpipe.pipe_state.insert(.WANTW)
+        return false
+    }
+
+    /// Validates the next chunk's pages (see `hold_ahead_before_sleep`); drops and retakes the
     /// mutex, and returns whether it did.
-    func hold_ahead(_ wpipe: Pipe, _ uio: UIO, _ fp: File, _ ahead: inout Range<Int>?) -> Bool {
+    private func hold_ahead(_ wpipe: Pipe, _ uio: UIO, _ fp: File, _ ahead: inout Range<Int>?) -> Bool {
         guard hold != .none, uio.uio_resid > 0, direct_write_wanted(fp, wpipe, uio),
               let base = uio.uio_iov.pointee.iov_base,
               let range = page_range(base, direct_chunk_size(wpipe, uio)) else { return false }

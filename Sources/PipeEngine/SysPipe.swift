@@ -543,8 +543,8 @@ final class PipeKernel: @unchecked Sendable {
     }
 
     /// `pipe_direct_write`: wait for the buffer to drain and for any other direct writer, hold
-    /// the next chunk of the writer's memory, and sleep until the reader has consumed it
-    /// (validating, before the first sleep, the pages of the chunk after it: `hold_ahead`).
+    /// the next chunk of the writer's memory, and sleep until the reader has consumed it.
+    /// Beyond the seed, one line before the first sleep: `hold_ahead_before_sleep` (PageHolds.swift).
     /// Called with the pipe mutex and the I/O lock held; returns with both.
     func pipe_direct_write(_ fp: File, _ wpipe: Pipe, _ uio: inout UIO,
                            _ ahead: inout Range<Int>?) -> Errno? {
@@ -593,20 +593,7 @@ final class PipeKernel: @unchecked Sendable {
                 pipeselwakeup(wpipe)
                 wpipe.pipe_state.insert(.WANTW)
                 pipeunlock(wpipe)
-                if holdNext {
-                    holdNext = false
-                    // The mutex was dropped: meanwhile the reader may have taken the whole
-                    // chunk, or cleared WANTW and woken no one (pipe_read's write hysteresis).
-                    // Test again, and want the reader again, before sleeping: a writer asleep
-                    // in "pipdwt" has WANTW set, as in the seed.
-                    if hold_ahead(wpipe, uio, fp, &ahead) {
-                        if wpipe.pipe_pages.cnt == 0 || wpipe.pipe_state.contains(.EOF) {
-                            _ = pipelock(wpipe, catch: false)
-                            continue
-                        }
-                        wpipe.pipe_state.insert(.WANTW)
-                    }
-                }
+                if holdNext { holdNext = false; if hold_ahead_before_sleep(fp, wpipe, uio, &ahead) { continue } }
                 error = msleep(wpipe.chan, wpipe, catch: true, .pipdwt)
                 _ = pipelock(wpipe, catch: false)
                 if error != nil { break }
@@ -688,7 +675,7 @@ final class PipeKernel: @unchecked Sendable {
         precondition(wpipe.pipe_buffer.size != 0)
 
         let orig_resid = uio.uio_resid
-        var ahead: Range<Int>? = nil   // pages validated ahead (`hold_ahead`)
+        var ahead: Range<Int>? = nil   // pages validated ahead (PageHolds.swift)
 
         while uio.uio_resid > 0 {
             if wpipe.pipe_state.contains(.EOF) {

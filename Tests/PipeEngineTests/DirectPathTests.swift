@@ -113,7 +113,7 @@ struct DirectPathTests {
     }
 
     /// A direct write of many chunks validates each next chunk's pages while the reader
-    /// copies the one before (the engine's FidelityAndDifferences article, `hold_ahead`): all chunks but
+    /// copies the one before (`hold_ahead_before_sleep` in PageHolds.swift): all chunks but
     /// the first are held ahead; with `hold = none` there is nothing to validate.
     @Test func eachNextChunkIsHeldAhead() throws {
         for hold in [HoldStrategy.populate, .mlock, .none] {
