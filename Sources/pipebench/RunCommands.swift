@@ -73,7 +73,7 @@ struct RunCommand: PipeBenchCommand {
         let (writerCPU, readerCPU): (Int?, Int?) = cpus.count >= 2 ? (cpus[0], cpus[1]) : (nil, nil)
         func stream(_ label: String, _ transport: TransportKind, mindirect: Int? = nil) -> SweepPoint {
             var p = SweepPoint()
-            p.workload = "stream"
+            p.workload = .stream
             p.transport = transport
             p.writeSize = 64 * 1024
             p.totalBytes = 256 << 20
@@ -86,7 +86,7 @@ struct RunCommand: PipeBenchCommand {
         }
         func pingpong(_ label: String, _ transport: TransportKind, wait: Int? = nil) -> SweepPoint {
             var p = SweepPoint()
-            p.workload = "pingpong"
+            p.workload = .pingpong
             p.transport = transport
             p.messageSize = 1
             p.iterations = 20_000

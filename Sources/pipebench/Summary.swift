@@ -97,7 +97,7 @@ enum SummaryPrinter {
         // When the host moved the vCPUs during the run, ratios also over the usual placement's rounds.
         let drift = ResultsSummary.placementDrift(t)
         let usualHeader = drift.map { String(format: "rounds at ~%.0f ns", $0.usualNs) }
-        let stream = groups.filter { t.value($0.rows[0], "workload") == "stream" }
+        let stream = groups.filter { t.value($0.rows[0], "workload") == WorkloadKind.stream.rawValue }
         if !stream.isEmpty {
             out.append("\nStream throughput (GB/s = 10^9 B/s, higher is better; ratio to linux-pipe = median of the per-round ratios, 95% CI)")
             var rows = [["configuration", "write", "GB/s", "95% CI", "min-max", "CPU ns/B", "vs linux-pipe"] + (usualHeader.map { [$0] } ?? [])]
@@ -113,7 +113,7 @@ enum SummaryPrinter {
             }
             out.append(TextTable.render(rows))
         }
-        let pingpong = groups.filter { t.value($0.rows[0], "workload") == "pingpong" }
+        let pingpong = groups.filter { t.value($0.rows[0], "workload") == WorkloadKind.pingpong.rawValue }
         if !pingpong.isEmpty {
             out.append("\nPingpong round trip (µs, lower is better; ratio to linux-pipe = median of the per-round p50 ratios, 95% CI)")
             var rows = [["configuration", "message", "p50 µs", "95% CI", "p99 µs", "p99.9 µs", "vs linux-pipe"] + (usualHeader.map { [$0] } ?? [])]
@@ -129,14 +129,14 @@ enum SummaryPrinter {
             out.append(TextTable.render(rows))
         }
         for (workload, title, shape) in [
-            ("pairs", "Pairs: K writer/reader pairs at once (aggregate GB/s, higher is better; ratio to linux-pipe = median of the per-round ratios)", "pairs"),
-            ("fanin", "Fan-in: K writers, one reader multiplexing their pipes (aggregate GB/s, higher is better; ratio to linux-pipe poll = median of the per-round ratios)", "writers"),
+            (WorkloadKind.pairs, "Pairs: K writer/reader pairs at once (aggregate GB/s, higher is better; ratio to linux-pipe = median of the per-round ratios)", "pairs"),
+            (WorkloadKind.fanin, "Fan-in: K writers, one reader multiplexing their pipes (aggregate GB/s, higher is better; ratio to linux-pipe poll = median of the per-round ratios)", "writers"),
         ] {
-            let these = groups.filter { t.value($0.rows[0], "workload") == workload }
+            let these = groups.filter { t.value($0.rows[0], "workload") == workload.rawValue }
             guard !these.isEmpty else { continue }
             out.append("\n" + title)
             var header = ["configuration", "write", "K", "GB/s", "95% CI", "slowest-fastest", "CPU ns/B"]
-            if workload == "fanin" { header += ["mux", "KiB/call"] }
+            if workload == .fanin { header += ["mux", "KiB/call"] }
             header.append("vs linux-pipe")
             if let usualHeader { header.append(usualHeader) }
             var rows = [header]
@@ -149,7 +149,7 @@ enum SummaryPrinter {
                 let cpu = g.median("cpu_ns_per_B").map { String(format: "%.3f", $0) } ?? ""
                 let w = Int(t.value(r0, "write_size_B")).map(SizeSpec.format) ?? ""
                 var row = [g.label, w, t.value(r0, shape), m, ci, mm, cpu]
-                if workload == "fanin" {
+                if workload == .fanin {
                     // Bytes delivered per poll/kevent call: how much each wake-up carried.
                     let perCall = zip(g.samples("bytes_B"), g.samples("mux_calls")).map { $1 > 0 ? $0 / $1 / 1024 : 0 }
                     row += [t.value(r0, "mux"), perCall.isEmpty ? "" : String(format: "%.1f", Statistics.median(perCall))]
@@ -160,7 +160,7 @@ enum SummaryPrinter {
             }
             out.append(TextTable.render(rows))
         }
-        let kva = groups.filter { t.value($0.rows[0], "workload") == "kva-pressure" }
+        let kva = groups.filter { t.value($0.rows[0], "workload") == WorkloadKind.kvaPressure.rawValue }
         if !kva.isEmpty {
             out.append("\nKVA pressure: engine stream after ballast pipes fill pipekva to a tier of maxpipekva (GB/s, higher is better)")
             var rows = [["configuration", "tier %", "band", "pipekva %", "GB/s", "95% CI", "buffer start-end", "allocfail"]]

@@ -22,7 +22,7 @@ extension ResultsTable {
                 int("warmup_repetitions", report.warmupRepetitions)
                 int("repetitions", report.repetitions)
                 // parameters
-                set("workload", point.workload)
+                set("workload", point.workload.rawValue)
                 set("transport", point.transport.rawValue)
                 if point.applies(.writeSize) {
                     int("write_size_B", point.writeSize)

@@ -164,7 +164,7 @@ extension EngineTunable {
 }
 
 /// The workloads the CLI knows by name.
-public let knownWorkloads = ["stream", "pingpong", "pairs", "fanin", "kva-pressure"]
+public let knownWorkloads = WorkloadKind.allCases.map(\.rawValue)
 
 /// The CPUs of each pair of the pairs workload: `W:R,W:R,…` (writer CPU, reader CPU; one entry
 /// per pair, or one entry for every pair), or `spread` (round-robin over the usable CPUs,
@@ -209,7 +209,7 @@ public enum PairCPUs: Sendable, Hashable, CustomStringConvertible {
 /// One fully specified configuration: what to measure, over which transport, with which
 /// engine tunables and placement. Nil engine fields keep PipeConfiguration's defaults.
 public struct SweepPoint: Sendable, Hashable {
-    public var workload = "stream"
+    public var workload: WorkloadKind = .stream
     public var transport: TransportKind = .engine
     public var writeSize = 64 * 1024
     /// Nil: the same as the write size.
@@ -249,8 +249,8 @@ public struct SweepPoint: Sendable, Hashable {
     /// Streams running at once: pairs for pairs, writers for fanin, else 1.
     public var concurrentStreams: Int {
         switch workload {
-        case "pairs": return pairs
-        case "fanin": return writers
+        case .pairs: return pairs
+        case .fanin: return writers
         default: return 1
         }
     }
@@ -284,10 +284,10 @@ public struct SweepPoint: Sendable, Hashable {
         }
         switch axis {
         case .workload:
-            guard knownWorkloads.contains(text) else {
+            guard let w = WorkloadKind(rawValue: text) else {
                 throw SweepError("--workload '\(text)' is unknown; use one of: \(knownWorkloads.joined(separator: ", "))")
             }
-            workload = text
+            workload = w
         case .transport:
             guard let t = TransportKind(rawValue: text) else {
                 throw SweepError("--transport '\(text)' is unknown; use one of: \(TransportKind.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -383,7 +383,7 @@ public struct SweepPoint: Sendable, Hashable {
     /// kva-pressure defaults maxpipekva to its own small arena (4 MiB) so that ballast is cheap.
     public var engineConfiguration: PipeConfiguration {
         var c = PipeConfiguration()
-        if workload == "kva-pressure" { c.maxpipekva = KVAPressureConfig.defaultMaxpipekva }
+        if workload == .kvaPressure { c.maxpipekva = KVAPressureConfig.defaultMaxpipekva }
         for (t, v) in engine { t.set(v, in: &c) }
         return c
     }
@@ -396,25 +396,25 @@ public struct SweepPoint: Sendable, Hashable {
         } catch {
             throw SweepError("invalid engine configuration: \(error.message)\(Self.flagHint(error.message))")
         }
-        if workload == "kva-pressure" && transport != .engine {
+        if workload == .kvaPressure && transport != .engine {
             throw SweepError("--workload kva-pressure fills the engine's KVA, so it runs on --transport engine only (got \(transport.rawValue))")
         }
-        if kvaTier != nil && workload != "kva-pressure" {
+        if kvaTier != nil && workload != .kvaPressure {
             throw SweepError("--kva-tier applies to --workload kva-pressure (got \(workload)); add --workload kva-pressure or leave out --kva-tier")
         }
-        if workload == "pingpong" && transport == .memcpy {
+        if workload == .pingpong && transport == .memcpy {
             throw SweepError("--transport memcpy has no pingpong (it is one thread copying); use it with --workload stream")
         }
-        if workload == "pairs" && transport == .memcpy {
+        if workload == .pairs && transport == .memcpy {
             throw SweepError("--transport memcpy has no pairs (it is one thread copying); use it with --workload stream")
         }
-        if workload == "fanin" && !FanInConfig.transports.contains(transport) {
+        if workload == .fanin && !FanInConfig.transports.contains(transport) {
             throw SweepError("--workload fanin runs over --transport \(FanInConfig.transports.map(\.rawValue).joined(separator: " or ")) (got \(transport.rawValue))")
         }
-        if workload == "fanin" && mux == .kqueue && transport != .engine {
+        if workload == .fanin && mux == .kqueue && transport != .engine {
             throw SweepError("--mux kqueue is the engine's; Linux has no kqueue, so --transport \(transport.rawValue) takes --mux poll")
         }
-        if workload == "pairs", case .explicit(let xs)? = pairCPUs {
+        if workload == .pairs, case .explicit(let xs)? = pairCPUs {
             guard xs.count == 1 || xs.count == pairs else {
                 throw SweepError("--pair-cpus \(pairCPUs!): \(xs.count) pairs of CPUs for --pairs \(pairs); give one per pair, or one for all")
             }
@@ -422,7 +422,7 @@ public struct SweepPoint: Sendable, Hashable {
         if kernelPipeSize != nil && !Self.kernelPipeTransports.contains(transport) {
             throw SweepError("--kernel-pipe-size sets F_SETPIPE_SZ, so it applies to --transport linux-pipe or linux-vmsplice (got \(transport.rawValue))")
         }
-        if workload == "pairs" && pairCPUs != nil && (writerCPU != nil || readerCPU != nil) {
+        if workload == .pairs && pairCPUs != nil && (writerCPU != nil || readerCPU != nil) {
             throw SweepError("--pair-cpus and --writer-cpu/--reader-cpu both place the pairs; give one or the other")
         }
     }
@@ -446,7 +446,7 @@ public struct SweepPoint: Sendable, Hashable {
         }
         let cpuCount = env.onlineCPUs
         var named = [(SweepAxis.writerCPU, writerCPU), (.readerCPU, readerCPU)]
-        if workload == "pairs", let pairCPUs { named += pairCPUs.cpus.map { (.pairCPUs, $0) } }
+        if workload == .pairs, let pairCPUs { named += pairCPUs.cpus.map { (.pairCPUs, $0) } }
         for (axis, cpu) in named {
             if let cpu, cpu >= cpuCount {
                 throw SweepError("\(axis.flag) \(cpu): no such CPU; this machine has CPUs 0-\(cpuCount - 1)")
@@ -460,7 +460,7 @@ public struct SweepPoint: Sendable, Hashable {
                 throw SweepError("\(axis.flag) \(node): no such NUMA node; this machine has node\(nodes.count == 1 ? "" : "s") \(nodeList)")
             }
         }
-        for p in workload == "pairs" ? pairPlacements : [placement] where !p.isUnplaced {
+        for p in workload == .pairs ? pairPlacements : [placement] where !p.isUnplaced {
             do { try p.validate() } catch let e as HarnessError {
                 throw SweepError("placement: \(e.description)")
             }
@@ -503,24 +503,24 @@ public struct SweepPoint: Sendable, Hashable {
         try validate()
         let options = TransportOptions(kernelPipeSize: kernelPipeSize, engine: EngineOptions(configuration: engineConfiguration))
         switch workload {
-        case "stream", "kva-pressure":
+        case .stream, .kvaPressure:
             let stream = StreamConfig(
                 transport: transport, options: options, totalBytes: effectiveTotal,
                 writeSize: writeSize, readSize: effectiveReadSize,
                 verify: verify, placement: placement)
-            if workload == "stream" { return .stream(stream) }
+            if workload == .stream { return .stream(stream) }
             return .kvaPressure(KVAPressureConfig(
                 tierPercent: kvaTier ?? 0, stream: stream, maxpipekva: engineConfiguration.maxpipekva))
-        case "pingpong":
+        case .pingpong:
             return .pingpong(PingPongConfig(
                 transport: transport, options: options, messageSize: messageSize,
                 iterations: iterations, warmupIterations: effectiveWarmupIterations,
                 verify: verify, ratePerSecond: rate, placement: placement))
-        case "pairs":
+        case .pairs:
             return .pairs(PairsConfig(
                 transport: transport, options: options, pairs: pairs, bytesPerPair: effectiveTotal,
                 writeSize: writeSize, readSize: effectiveReadSize, verify: verify, placements: pairPlacements))
-        case "fanin":
+        case .fanin:
             return .fanin(FanInConfig(
                 transport: transport, options: options, writers: writers, bytesPerWriter: effectiveTotal,
                 writeSize: writeSize, readSize: effectiveReadSize, mux: mux, verify: verify, placement: placement))
@@ -532,7 +532,7 @@ public struct SweepPoint: Sendable, Hashable {
     /// Canonical text of one parameter (nil: not set).
     public func value(_ axis: SweepAxis) -> String? {
         switch axis {
-        case .workload: return workload
+        case .workload: return workload.rawValue
         case .transport: return transport.rawValue
         case .writeSize: return SizeSpec.format(writeSize)
         case .readSize: return readSize.map(SizeSpec.format)
@@ -559,10 +559,10 @@ public struct SweepPoint: Sendable, Hashable {
 
     /// "stream engine w=4K md=8K": the workload and transport, then every axis in `varying`.
     public func describe(varying: [SweepAxis]) -> String {
-        var parts = [workload, transport.rawValue]
+        var parts = [workload.rawValue, transport.rawValue]
         // The shape of a pairs or fanin run is always named.
         // So is a kernel pipe size other than the default.
-        let always: [SweepAxis] = (workload == "pairs" ? [.pairs] : workload == "fanin" ? [.writers, .mux] : []) + [.kernelPipeSize]
+        let always: [SweepAxis] = (workload == .pairs ? [.pairs] : workload == .fanin ? [.writers, .mux] : []) + [.kernelPipeSize]
         for axis in SweepAxis.allCases where axis != .workload && axis != .transport
             && (varying.contains(axis) || always.contains(axis)) {
             if let v = value(axis) { parts.append("\(axis.short)=\(v)") }
@@ -574,18 +574,18 @@ public struct SweepPoint: Sendable, Hashable {
 extension SweepPoint {
     /// Whether a parameter means anything for this point's workload and transport.
     public func applies(_ axis: SweepAxis) -> Bool {
-        if axis == .kvaTier { return workload == "kva-pressure" }
+        if axis == .kvaTier { return workload == .kvaPressure }
         switch axis.group {
         case "engine": return transport == .engine
         default: break
         }
         switch axis {
-        case .writeSize, .readSize, .total: return ["stream", "kva-pressure", "pairs", "fanin"].contains(workload)
-        case .pairs, .pairCPUs: return workload == "pairs"
+        case .writeSize, .readSize, .total: return [.stream, .kvaPressure, .pairs, .fanin].contains(workload)
+        case .pairs, .pairCPUs: return workload == .pairs
         case .kernelPipeSize: return Self.kernelPipeTransports.contains(transport)
-        case .writers, .mux: return workload == "fanin"
-        case .messageSize, .iterations, .warmupIterations, .rate: return workload == "pingpong"
-        case .readerCPU: return !(workload == "stream" && transport == .memcpy)
+        case .writers, .mux: return workload == .fanin
+        case .messageSize, .iterations, .warmupIterations, .rate: return workload == .pingpong
+        case .readerCPU: return !(workload == .stream && transport == .memcpy)
         default: return true
         }
     }
@@ -595,15 +595,15 @@ extension SweepPoint {
         var p = self
         let d = SweepPoint()
         if transport != .engine { p.engine = [:] }
-        if workload == "kva-pressure" && kvaTier == nil { p.kvaTier = 0 }
-        if workload != "kva-pressure" { p.kvaTier = nil }
+        if workload == .kvaPressure && kvaTier == nil { p.kvaTier = 0 }
+        if workload != .kvaPressure { p.kvaTier = nil }
         if !applies(.writeSize) { p.writeSize = d.writeSize; p.readSize = nil; p.totalBytes = nil }
         if !applies(.messageSize) { p.messageSize = d.messageSize; p.iterations = d.iterations; p.warmupIterations = nil; p.rate = nil }
         if !applies(.readerCPU) { p.readerCPU = nil }
         if !applies(.pairs) { p.pairs = d.pairs; p.pairCPUs = nil }
         if !applies(.writers) { p.writers = d.writers; p.mux = d.mux }
         if !applies(.kernelPipeSize) { p.kernelPipeSize = nil }
-        if workload == "fanin" && transport != .engine { p.mux = .poll }   // Linux has only poll
+        if workload == .fanin && transport != .engine { p.mux = .poll }   // Linux has only poll
         p.label = ""
         return p
     }

@@ -37,11 +37,11 @@ public struct SweepSpecification: Sendable {
         var base = self.base
         if values(of: .kvaTier) != nil {
             if let workloads = values(of: .workload) {
-                guard workloads.contains("kva-pressure") else {
+                guard workloads.contains(WorkloadKind.kvaPressure.rawValue) else {
                     throw SweepError("--kva-tier applies to --workload kva-pressure; add it to --workload or leave out --kva-tier")
                 }
             } else {
-                base.workload = "kva-pressure"   // --kva-tier alone means the kva-pressure workload
+                base.workload = .kvaPressure   // --kva-tier alone means the kva-pressure workload
             }
         }
         // kqueue is the engine's: in a sweep with Linux transports too it applies to the engine
@@ -55,8 +55,8 @@ public struct SweepSpecification: Sendable {
         if values(of: .kernelPipeSize) != nil {
             let ts = values(of: .transport) ?? [base.transport.rawValue]
             let kernel = SweepPoint.kernelPipeTransports.map(\.rawValue)
-            let workloads = values(of: .workload) ?? [base.workload]
-            guard ts.contains(where: kernel.contains), workloads.contains(where: { $0 != "kva-pressure" }) else {
+            let workloads = values(of: .workload) ?? [base.workload.rawValue]
+            guard ts.contains(where: kernel.contains), workloads.contains(where: { $0 != WorkloadKind.kvaPressure.rawValue }) else {
                 throw SweepError("--kernel-pipe-size sets F_SETPIPE_SZ, so it applies to --transport linux-pipe or linux-vmsplice (got \(ts.joined(separator: ",")))")
             }
         }
