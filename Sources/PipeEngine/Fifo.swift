@@ -195,7 +195,15 @@ extension PipeSystem {
         node.vnodeLock.unlock()
         let nonblock = flags & O_NONBLOCK != 0
         if nonblock { fflags.insert(.FNONBLOCK) }
-        let file = try fifo_open(node, fflags, nonblock: nonblock, cred: cred)
+        var file: File
+        while true {
+            do {
+                file = try fifo_open(node, fflags, nonblock: nonblock, cred: cred)
+                break
+            } catch .restart {
+                continue          // an interruption with restart semantics: open again
+            }
+        }
         do {
             return try falloc(file, cloexec: flags & O_CLOEXEC != 0)
         } catch {
@@ -232,6 +240,7 @@ extension PipeSystem {
             if node.fi_readers == 1 {
                 fpipe.pipe_state.remove(.EOF)
                 if fpipe.pipe_state.contains(.WANTW) { kernel.wakeup(fpipe) }
+                if node.fi_writers > 0 { kernel.pipeselwakeup(fpipe) }   // writers' pollers, knotes, SIGIO
             }
             node.writersChan.wakeup()             // writers blocked in open: a reader came
             file.f_pipegen = fpipe.pipe_wgen - node.fi_writers
@@ -248,6 +257,7 @@ extension PipeSystem {
             if node.fi_writers == 1 {
                 fpipe.pipe_state.remove(.EOF)
                 if fpipe.pipe_state.contains(.WANTR) { kernel.wakeup(fpipe) }
+                if node.fi_readers > 0 { kernel.pipeselwakeup(fpipe) }   // readers' pollers, knotes, SIGIO
             }
             node.readersChan.wakeup()             // readers blocked in open: a writer came
         }
@@ -264,7 +274,7 @@ extension PipeSystem {
                 if let error, node.fi_wgen == gen {
                     fpipe.PIPE_UNLOCK()
                     fifo_close(node, file)
-                    throw error == .restart ? .interrupted : error
+                    throw error       // ERESTART: the open starts again (PipeSystem.open)
                 }
             }
             if fflags.contains(.FWRITE) && node.fi_readers == 0 {
@@ -276,7 +286,7 @@ extension PipeSystem {
                 if let error, node.fi_rgen == gen {
                     fpipe.PIPE_UNLOCK()
                     fifo_close(node, file)
-                    throw error == .restart ? .interrupted : error
+                    throw error       // ERESTART: the open starts again (PipeSystem.open)
                 }
             }
         }

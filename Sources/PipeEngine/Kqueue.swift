@@ -461,7 +461,7 @@ extension PipeSystem {
                 continue
             }
             events[n] = Kevent(ident: UInt(kn.fd), filter: kn.filter,
-                               flags: kn.flags & ~(Kevent.EV_RECEIPT), fflags: kn.fflags,
+                               flags: kn.flags, fflags: kn.fflags,
                                data: kn.data, udata: kn.udata)
             n += 1
             let drop = oneshot

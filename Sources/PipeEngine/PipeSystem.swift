@@ -166,8 +166,11 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     {
         guard iovcnt >= 0, iovcnt <= PipeSystem.IOV_MAX else { throw .invalidArgument }
         guard let iov else {
-            if iovcnt == 0 { return 0 }
-            throw .badAddress
+            // An empty vector is a call with nothing to move, which still reaches the file's
+            // routine (pipe_write: EPIPE without a reader), as copyinuio makes it.
+            guard iovcnt == 0 else { throw .badAddress }
+            var none = iovec(iov_base: nil, iov_len: 0)
+            return try body(&none, 0, 0)
         }
         let count = Int(iovcnt)
         var total = 0

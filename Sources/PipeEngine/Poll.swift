@@ -54,9 +54,11 @@ extension PipeKernel {
         let rpipe = fp.f_data
         let wpipe = rpipe.PIPE_PEER
         rpipe.PIPE_LOCK()
-        if let policy, let denied = policy.check(.poll, fp.f_cred) {
+        if let policy, policy.check(.poll, fp.f_cred) != nil {
+            // mac_pipe_check_poll: `goto locked_error` returns the events gathered so far,
+            // none, and records no waiter.
             rpipe.PIPE_UNLOCK()
-            return .failure(denied)
+            return .success(revents)
         }
         let f = fp.f_flag
         if f.contains(.FREAD) && events & (P.POLLIN | P.POLLRDNORM) != 0 {

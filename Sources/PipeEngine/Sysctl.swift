@@ -30,7 +30,7 @@ struct EngineSysctl: Sendable {
               defaultValue: nil, current: { $0.pipeallocfail.load() }),
         .init(name: "kern.ipc.piperesizefail", access: .readOnly, description: "Pipe resize failures",
               defaultValue: nil, current: { $0.piperesizefail.load() }),
-        .init(name: "kern.ipc.pipes", access: .readOnly, description: "Live pipe pairs",
+        .init(name: "engine.pipes", access: .readOnly, description: "Live pipe pairs (not a FreeBSD sysctl)",
               defaultValue: nil, current: { $0.pipes.load() }),
         .init(name: "engine.pipenpages", access: .tunable,
               description: "PIPENPAGES: pages one direct write may hold",

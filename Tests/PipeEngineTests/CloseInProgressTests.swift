@@ -34,7 +34,7 @@ struct CloseInProgressTests {
         #expect(got.get == [1, 42])
 
         try sys.close(w)
-        #expect(try sys.sysctl("kern.ipc.pipes") == 0)
+        #expect(try sys.sysctl("engine.pipes") == 0)
         #expect(sys.pipekva == 0)
     }
 
@@ -50,7 +50,7 @@ struct CloseInProgressTests {
             let wrote = (try? sys.write(otherW, &byte, 1)) ?? -1
             let closed = (try? sys.close(w)) != nil
             // The outer call still holds w's file: its pipe is not freed until it returns.
-            let pipes = (try? sys.sysctl("kern.ipc.pipes")) ?? -1
+            let pipes = (try? sys.sysctl("engine.pipes")) ?? -1
             results.withLock { $0.append("inner write \(wrote), close \(closed), pipes \(pipes)") }
         }, log: { _ in })
         let (r, w) = try sys.pipe2()
@@ -67,7 +67,7 @@ struct CloseInProgressTests {
         try #require(writer.join(timeout: 10))
         #expect(outer.get == .brokenPipe)
         #expect(results.get == ["inner write 1, close true, pipes 2"])
-        #expect(try sys.sysctl("kern.ipc.pipes") == 1)
+        #expect(try sys.sysctl("engine.pipes") == 1)
         #expect(sys.openDescriptors == 2)
         var got: UInt8 = 0
         #expect(try sys.read(otherR, &got, 1) == 1)
@@ -76,7 +76,7 @@ struct CloseInProgressTests {
         inside.withLock { $0 = nil }
         try sys.close(otherR)
         try sys.close(otherW)
-        #expect(try sys.sysctl("kern.ipc.pipes") == 0)
+        #expect(try sys.sysctl("engine.pipes") == 0)
         #expect(sys.pipekva == 0)
     }
 }

@@ -128,7 +128,7 @@ struct FaultInjectionTests {
             #expect(sys.pipekva == 0)
             #expect(sys.arenaFreeExtents.count == 1)
             #expect(sys.heldPages == 0)
-            #expect(try sys.sysctl("kern.ipc.pipes") == 0)
+            #expect(try sys.sysctl("engine.pipes") == 0)
         }
         print("fault injection: \(injectedTotal) faults injected over 40 schedules, 0 bytes lost")
         #expect(injectedTotal > 100)

@@ -107,7 +107,7 @@ struct FifoTests {
         #expect(sys.pipekva > 0)
         try sys.close(r)
         #expect(sys.pipekva == 0)
-        #expect(try sys.sysctl("kern.ipc.pipes") == 0)
+        #expect(try sys.sysctl("engine.pipes") == 0)
         // Reopened: a fresh pipe, the old bytes are gone.
         let r2 = try sys.open("f", O_RDONLY | O_NONBLOCK)
         expectErrno(.wouldBlock) { _ = try sys.open("f", O_WRONLY | O_NONBLOCK); return try sys.read(r2, count: 10) }

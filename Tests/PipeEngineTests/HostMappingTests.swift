@@ -88,13 +88,13 @@ import Testing
             try sys.close(pair.0)
             try sys.close(pair.1)
         }
-        #expect(try sys.sysctl("kern.ipc.pipes") == pairs / 2)
+        #expect(try sys.sysctl("engine.pipes") == pairs / 2)
         let mappingsWithHoles = try sys.sysctl("engine.arena_mappings")
         #expect(mappingsWithHoles <= KVAArena.defaultMappingBudget)
         #expect(Self.hostMappings(in: sys.kernel.arena) == mappingsWithHoles)
         // The holes are reused: as many pipes again fit.
         for i in stride(from: 0, to: pairs, by: 2) { fds[i] = try sys.pipe2() }
-        #expect(try sys.sysctl("kern.ipc.pipes") == pairs)
+        #expect(try sys.sysctl("engine.pipes") == pairs)
         #expect(try sys.sysctl("kern.ipc.pipefragretry") == 0)
         #expect(try sys.sysctl("kern.ipc.pipeallocfail") == 0)
         #expect(try sys.sysctl("engine.host_map_refusals") == 0)

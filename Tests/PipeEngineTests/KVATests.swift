@@ -170,7 +170,7 @@ struct KVATests {
         #expect(sys.pipekva == 0)
         #expect(sys.arenaAllocatedBytes == 0)
         #expect(sys.arenaFreeExtents.count == 1 && sys.arenaFreeExtents[0].bytes == 1 << 20)
-        #expect(try sys.sysctl("kern.ipc.pipes") == 0)
+        #expect(try sys.sysctl("engine.pipes") == 0)
         #expect(sys.openDescriptors == 0)
     }
 

@@ -87,7 +87,7 @@ import Testing
     }
 
     private func expectEmpty(_ system: PipeSystem, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        #expect(try system.sysctl("kern.ipc.pipes") == 0, sourceLocation: sourceLocation)
+        #expect(try system.sysctl("engine.pipes") == 0, sourceLocation: sourceLocation)
         #expect(try system.sysctl("kern.ipc.pipekva") == 0, sourceLocation: sourceLocation)
         #expect(system.arenaAllocatedBytes == 0, sourceLocation: sourceLocation)
         #expect(system.table.count == 0, sourceLocation: sourceLocation)

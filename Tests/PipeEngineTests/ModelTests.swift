@@ -222,7 +222,7 @@ enum ModelHarness {
     static func engineSnapshot(_ sys: PipeSystem, fds: [Int32], sigpipes: Int) -> [Int] {
         func sc(_ name: String) -> Int { (try? sys.sysctl(name)) ?? -1 }
         var s = [sc("kern.ipc.pipekva"), sc("kern.ipc.pipefragretry"), sc("kern.ipc.pipeallocfail"),
-                 sc("kern.ipc.piperesizefail"), sc("kern.ipc.pipes"),
+                 sc("kern.ipc.piperesizefail"), sc("engine.pipes"),
                  sc("kern.ipc.piperesizeallowed"), sc("kern.ipc.pipe_mindirect"),
                  sc("engine.resizes"), sc("engine.direct_writes"), sys.heldPages,
                  sys.openDescriptors, sys.arenaAllocatedBytes, sigpipes]
@@ -328,8 +328,8 @@ enum ModelHarness {
             leaks.append("arena free extents \(extents.map { "[\($0.offset), +\($0.bytes))" })")
         }
         if sys.heldPages != 0 { leaks.append("held pages \(sys.heldPages)") }
-        let pipes = (try? sys.sysctl("kern.ipc.pipes")) ?? -1
-        if pipes != 0 { leaks.append("kern.ipc.pipes \(pipes)") }
+        let pipes = (try? sys.sysctl("engine.pipes")) ?? -1
+        if pipes != 0 { leaks.append("engine.pipes \(pipes)") }
         if sys.openDescriptors != 0 { leaks.append("open descriptors \(sys.openDescriptors)") }
         if !leaks.isEmpty {
             result.divergence = ModelDivergence(step: index,

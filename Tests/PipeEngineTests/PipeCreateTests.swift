@@ -12,11 +12,11 @@ struct PipeCreateTests {
         #expect(try sys.bufferSize(r) == DEFAULT_PIPE_SIZE)
         #expect(try sys.bufferSize(w) == DEFAULT_SMALL_PIPE_SIZE)
         #expect(sys.pipekva == DEFAULT_PIPE_SIZE + DEFAULT_SMALL_PIPE_SIZE)
-        #expect(try sys.sysctl("kern.ipc.pipes") == 1)
+        #expect(try sys.sysctl("engine.pipes") == 1)
         try sys.close(r)
         try sys.close(w)
         #expect(sys.pipekva == 0)
-        #expect(try sys.sysctl("kern.ipc.pipes") == 0)
+        #expect(try sys.sysctl("engine.pipes") == 0)
     }
 
     @Test func bothDescriptorsAreReadableAndWritable() throws {
@@ -93,11 +93,11 @@ struct PipeCreateTests {
         expectErrno(.tooManyOpenFiles) { try sys.pipe2() }
         #expect(sys.openDescriptors == 2)
         #expect(sys.pipekva == DEFAULT_PIPE_SIZE + DEFAULT_SMALL_PIPE_SIZE)
-        #expect(try sys.sysctl("kern.ipc.pipes") == 1)
+        #expect(try sys.sysctl("engine.pipes") == 1)
         try sys.close(r)
         try sys.close(w)
         #expect(sys.pipekva == 0 && sys.arenaAllocatedBytes == 0)
-        #expect(try sys.sysctl("kern.ipc.pipes") == 0)
+        #expect(try sys.sysctl("engine.pipes") == 0)
     }
 
     @Test func lowestFreeDescriptorIsReused() throws {

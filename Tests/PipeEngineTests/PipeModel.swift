@@ -190,7 +190,7 @@ struct PipeModel {
     var piperesizefail = 0
     var piperesizeallowed = 1
     var pipe_mindirect = PIPE_MINDIRECT
-    var livePairs = 0                          // kern.ipc.pipes
+    var livePairs = 0                          // engine.pipes
     var resizes = 0                            // engine.resizes (reallocations of a buffer)
     var sigpipes = 0                           // SIGPIPEs delivered to the calling thread
 
@@ -481,7 +481,7 @@ struct PipeModel {
     /// `PipeModel.counterNames` order.
     static let counterNames = [
         "kern.ipc.pipekva", "kern.ipc.pipefragretry", "kern.ipc.pipeallocfail",
-        "kern.ipc.piperesizefail", "kern.ipc.pipes", "kern.ipc.piperesizeallowed",
+        "kern.ipc.piperesizefail", "engine.pipes", "kern.ipc.piperesizeallowed",
         "kern.ipc.pipe_mindirect", "engine.resizes", "engine.direct_writes", "engine.held_pages",
         "openDescriptors", "arenaAllocatedBytes", "SIGPIPEs",
     ]

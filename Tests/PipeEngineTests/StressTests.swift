@@ -205,7 +205,7 @@ struct StressTests {
         for t in users { #expect(t.join()) }
         #expect(problems.get.isEmpty, "\(problems.get.prefix(5))")
         #expect(sys.openDescriptors == 0)
-        #expect(try sys.sysctl("kern.ipc.pipes") == 0)
+        #expect(try sys.sysctl("engine.pipes") == 0)
         #expect(sys.pipekva == 0)
         print("fget race: \(cycles) pipes created and closed under 2 threads, \(moved.get) bytes moved meanwhile")
     }
@@ -237,7 +237,7 @@ struct StressTests {
         let heapGrowth = pb_thread_net_heap_bytes() - heapBefore
         #expect(sys.pipekva == 0)
         #expect(sys.arenaFreeExtents.count == 1)
-        #expect(try sys.sysctl("kern.ipc.pipes") == 0)
+        #expect(try sys.sysctl("engine.pipes") == 0)
         #expect(sys.openDescriptors == 0)
         if pb_malloc_counting_available() {
             #expect(heapGrowth < 64 * 1024, "the heap grew by \(heapGrowth) bytes over \(count) pipes")

@@ -27,7 +27,7 @@ public struct EngineCounters: Codable, Sendable, Equatable {
         pipefragretry = get("kern.ipc.pipefragretry")
         pipeallocfail = get("kern.ipc.pipeallocfail")
         piperesizefail = get("kern.ipc.piperesizefail")
-        pipes = get("kern.ipc.pipes")
+        pipes = get("engine.pipes")
         resizes = get("engine.resizes")
         directWrites = get("engine.direct_writes")
         directBytes = get("engine.direct_bytes")

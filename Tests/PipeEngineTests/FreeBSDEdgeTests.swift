@@ -1,0 +1,140 @@
+import CPipeSys
+import Glibc
+import Testing
+@testable import PipeEngine
+
+/// What FreeBSD does around sys_pipe.c, at the edges a FreeBSD program observes: each test
+/// asserts the value FreeBSD gives (the layer that gives it is named).
+@Suite struct FreeBSDEdgeTests {
+    typealias P = PollEvents
+    let READ = Kevent.EVFILT_READ, WRITE = Kevent.EVFILT_WRITE
+
+    func kev(_ fd: Int32, _ filter: Int16, _ flags: UInt16) -> Kevent {
+        Kevent(ident: UInt(fd), filter: filter, flags: flags)
+    }
+
+    /// kern_event.c: `kqueue_register` keeps the caller's flags but EV_ADD, EV_DELETE,
+    /// EV_ENABLE, EV_DISABLE and EV_FORCEONESHOT, and `kqueue_scan` returns them with the
+    /// filter's own (EV_EOF).
+    @Test func returnedEventsKeepTheirRegistrationFlags() throws {
+        let sys = try quietSystem()
+        let kq = try sys.kqueue()
+        let (r, w) = try sys.pipe2()
+        let receipt = try sys.kevent(kq, changes: [kev(r, READ, Kevent.EV_ADD | Kevent.EV_CLEAR | Kevent.EV_RECEIPT)],
+                                     capacity: 4, timeout: 0)
+        #expect(receipt.count == 1 && receipt[0].flags & Kevent.EV_ERROR != 0 && receipt[0].data == 0)
+        _ = try sys.write(w, [1, 2, 3])
+        let ready = try sys.kevent(kq, changes: [], capacity: 4, timeout: 0)
+        #expect(ready.map(\.flags) == [Kevent.EV_CLEAR | Kevent.EV_RECEIPT])
+        #expect(ready.first?.data == 3)
+        try sys.close(w)
+        let eof = try sys.kevent(kq, changes: [], capacity: 4, timeout: 0)
+        #expect(eof.map(\.flags) == [Kevent.EV_CLEAR | Kevent.EV_RECEIPT | Kevent.EV_EOF])
+    }
+
+    /// fifo_vnops.c: the first reader to arrive while writers hold the FIFO calls
+    /// `pipeselwakeup`, as the first writer does with readers present: a FIOASYNC owner gets
+    /// SIGIO and a writer's EV_CLEAR write knote fires again.
+    @Test func arrivalsOnAFIFOWakePollersKnotesAndOwners() throws {
+        let sys = try quietSystem()
+        try sys.mkfifo("f", 0o600)
+        let r = try sys.open("f", O_RDONLY | O_NONBLOCK)
+        let w = try sys.open("f", O_WRONLY | O_NONBLOCK)
+        var on: Int32 = 1, owner: Int32 = 4242
+        try sys.ioctl(w, IoctlRequest.FIOASYNC, &on)
+        try sys.ioctl(w, IoctlRequest.FIOSETOWN, &owner)
+        let kq = try sys.kqueue()
+        _ = try sys.kevent(kq, changes: [kev(w, WRITE, Kevent.EV_ADD | Kevent.EV_CLEAR)], capacity: 0, timeout: 0)
+        #expect(try sys.kevent(kq, changes: [], capacity: 4, timeout: 0).count == 1)   // writable
+        try sys.close(r)                                   // the last reader leaves
+        _ = try sys.kevent(kq, changes: [], capacity: 4, timeout: 0)                   // EOF reported
+        #expect(try sys.kevent(kq, changes: [], capacity: 4, timeout: 0).isEmpty)
+        let sigio = sys.sigioCount(owner: owner)
+        let r2 = try sys.open("f", O_RDONLY | O_NONBLOCK)  // a reader comes back
+        #expect(sys.sigioCount(owner: owner) == sigio + 1)
+        let again = try sys.kevent(kq, changes: [], capacity: 4, timeout: 0)
+        #expect(again.count == 1 && again.first?.filter == WRITE)
+        #expect(again.first?.data == DEFAULT_PIPE_SIZE)
+        // And the mirror: with the writer gone, a writer arriving while a reader holds it.
+        try sys.ioctl(r2, IoctlRequest.FIOASYNC, &on)
+        try sys.ioctl(r2, IoctlRequest.FIOSETOWN, &owner)
+        try sys.close(w)
+        let beforeWriter = sys.sigioCount(owner: owner)
+        let w2 = try sys.open("f", O_WRONLY | O_NONBLOCK)
+        #expect(sys.sigioCount(owner: owner) == beforeWriter + 1)
+        try sys.close(w2)
+        try sys.close(r2)
+    }
+
+    /// fifo_vnops.c returns msleep's error as it is: an interruption with restart semantics
+    /// (ERESTART) restarts a blocking open instead of failing it.
+    @Test func anInterruptedBlockingOpenRestarts() throws {
+        let sys = try quietSystem()
+        try sys.mkfifo("f", 0o600)
+        let node = try sys.lookup("f")
+        let outcome = Locked<Result<Int32, Errno>?>(nil)
+        let reader = TestThread {
+            do { let fd = try sys.open("f", O_RDONLY); outcome.withLock { $0 = .success(fd) } }
+            catch { outcome.withLock { $0 = .failure(error as! Errno) } }
+        }
+        let target = reader.engineThread!
+        try #require(eventually { node.readersChan.parkedThreads == 1 }, "the open never slept")
+        target.interrupt(restart: true)
+        // Taken and asleep again (restarted), or failed.
+        try #require(eventually { outcome.get != nil || (!target.isInterruptPending && node.readersChan.parkedThreads == 1) })
+        guard outcome.get == nil else {            // (then no reader waits: an open would block)
+            Issue.record("the open failed: \(String(describing: outcome.get))")
+            _ = reader.join()
+            return
+        }
+        let w = try sys.open("f", O_WRONLY)
+        #expect(reader.join())
+        guard case .success(let r)? = outcome.get else {
+            Issue.record("no descriptor: \(String(describing: outcome.get))")
+            return
+        }
+        _ = try sys.write(w, [7])
+        #expect(try sys.read(r, count: 1) == [7])
+        #expect(sys.fifoReaders("f") == 1)
+    }
+
+    /// `writev(fd, NULL, 0)` reaches `pipe_write` (copyinuio takes an empty vector): EPIPE
+    /// and SIGPIPE once the reader is gone, 0 while it is there.
+    @Test func anEmptyNullVectorReachesPipeWrite() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        #expect(try sys.writev(w, nil, 0) == 0)
+        try sys.close(r)
+        let me = EngineThread.current
+        let before = me.deliveredCount(of: .SIGPIPE)
+        expectErrno(.brokenPipe) { try sys.writev(w, nil, 0) }
+        #expect(me.deliveredCount(of: .SIGPIPE) == before + 1)
+    }
+
+    /// `kern.ipc.pipes` is not a FreeBSD sysctl; the live-pair count is the engine's own.
+    @Test func theLivePipeCountIsTheEnginesOwnSysctl() throws {
+        let sys = try quietSystem()
+        expectErrno(.noSuchEntry) { try sys.sysctl("kern.ipc.pipes") }
+        let (r, w) = try sys.pipe2()
+        #expect(try sys.sysctl("engine.pipes") == 1)
+        try sys.close(r)
+        try sys.close(w)
+        #expect(try sys.sysctl("engine.pipes") == 0)
+        #expect(PipeSystem.sysctls.contains { $0.name == "engine.pipes" })
+        #expect(!PipeSystem.sysctls.contains { $0.name == "kern.ipc.pipes" })
+    }
+
+    /// sys_pipe.c: `pipe_poll`'s MAC check jumps to `locked_error` with the events gathered
+    /// so far (none): a denied descriptor reports nothing, and poll and select succeed.
+    @Test func aDeniedPollReportsNothingAndDoesNotFail() throws {
+        let sys = try PipeSystem(policy: PipePolicy { op, _ in op == .poll ? .permissionDenied : nil }, log: { _ in })
+        let (r, w) = try sys.pipe2()
+        _ = try sys.write(w, [1])
+        var fds = [PollFD(fd: r, events: P.POLLIN), PollFD(fd: w, events: P.POLLOUT)]
+        #expect(try sys.poll(&fds, timeout: 0) == 0)
+        #expect(fds.map(\.revents) == [0, 0])
+        var rd: Set<Int32> = [r], wr: Set<Int32> = [w], ex: Set<Int32> = []
+        #expect(try sys.select(read: &rd, write: &wr, except: &ex, timeout: 0) == 0)
+        #expect(rd.isEmpty && wr.isEmpty)
+    }
+}
