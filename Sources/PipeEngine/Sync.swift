@@ -8,16 +8,20 @@ import Glibc
 // they differ from the kernel's, and why, is written once, in the catalog article
 // FidelityAndDifferences (Sources/PipeEngine/PipeEngine.docc/FidelityAndDifferences.md).
 //
-// How they work: WaitChannel.sleep drops the mutex, optionally spins on the channel's
-// generation word (for a budget learned per wmesg), then parks on that word with a futex, and
-// retakes the mutex. wakeup / wakeupOne bump the generation and make a FUTEX_WAKE only when
-// someone is parked (spinners see the bump themselves). EngineThread.interrupt marks the
-// target thread and bumps the channel it sleeps on; its msleep returns EINTR, or ERESTART for
-// a restarting (SA_RESTART) interruption.
+// How they work: WaitChannel.sleep drops the mutex, optionally spins on the channel's futex
+// word (for a budget learned per wmesg), then parks on it with a futex, and retakes the
+// mutex. wakeup / wakeupOne bump the word and make a FUTEX_WAKE only when someone is parked
+// (spinners see the bump themselves). EngineThread.interrupt marks the target thread and
+// kicks the channel it sleeps on: a kick bumps the word too, but counts itself apart first,
+// so a sleeper tells a wake-up (the word moved more than the kicks) from a kick: only the
+// marked thread ends its sleep (sleepq_abort); the others wake from the futex, find no
+// wake-up, and park again. The interrupted msleep returns EINTR, or ERESTART for a restarting
+// (SA_RESTART) interruption. A wake-up costs one atomic add, as before kicks were told apart.
 //
-// Every wakeup in sys_pipe.c is made with the pipe mutex held, and a sleeper reads the
-// generation before dropping that mutex, so a wakeup can never fall between the test and the
-// sleep. Sleeps may end spuriously; every msleep in the seed sits in a loop that re-tests its
+// Every wakeup in sys_pipe.c is made with the pipe mutex held, and a sleeper reads the word
+// before dropping that mutex, so a wakeup can never fall between the test and the sleep; it
+// reads the word again before each futex wait, so a wake-up or a kick between that read and
+// the wait makes the wait return at once. Sleeps may end spuriously; every msleep in the seed sits in a loop that re-tests its
 // condition, as the kernel's callers must too. The wait strategy (spin or not) changes how a
 // sleeper waits, never what the caller decides afterwards.
 
@@ -88,19 +92,40 @@ enum WaitMessage: Int, CaseIterable {
 
 /// A sleep channel (`&cpipe` or `&cpipe->pipe_waiters` in the seed).
 final class WaitChannel: Kickable, @unchecked Sendable {
-    /// [0]: the generation (the futex word), [1]: threads parked in the futex,
-    /// [2 + wmesg]: the adaptive spin estimate in ns of each kind of wait. Kept on one cache
-    /// line of their own.
+    /// [0]: the futex word (bumped by wake-ups and kicks), [1]: threads parked in the futex,
+    /// [2 + wmesg]: the adaptive spin estimate in ns of each kind of wait, [kickIndex]: the
+    /// kicks so far. Kept on one cache line of their own.
     private let words: UnsafeMutablePointer<UInt32>
+    private static let kickIndex = 2 + WaitMessage.allCases.count
 
     init() {
         words = allocateCacheLine(of: UInt32.self)
-        assert(2 + WaitMessage.allCases.count <= 16, "the channel's words fill one cache line")
+        assert(Self.kickIndex < 16, "the channel's words fill one cache line")
+    }
+
+    /// What a sleeper saw before it dropped the mutex.
+    private struct Observation {
+        var word: UInt32
+        var kicks: UInt32
+    }
+
+    @inline(__always) private func observe() -> Observation {
+        // The word first: a kick counted in `kicks` but not yet in the word reads as no
+        // wake-up, and the wait that follows returns at once when the word moves.
+        let word = pb_load_u32(words)
+        return Observation(word: word, kicks: pb_load_u32(words + Self.kickIndex))
+    }
+
+    /// Whether a wake-up (not only kicks) moved the word since `o`.
+    @inline(__always) private func wokenUp(since o: Observation) -> Bool {
+        let now = observe()
+        return now.word &- o.word > now.kicks &- o.kicks
     }
 
     deinit { UnsafeMutableRawPointer(words).deallocate() }
 
-    @inline(__always) var generation: UInt32 { pb_load_u32(words) }
+    /// The wake-ups made on this channel so far (kicks not counted).
+    var wakeupCount: UInt32 { let o = observe(); return o.word &- o.kicks }
 
     /// `wakeup(chan)`: wake every sleeper. Called with the pipe mutex held.
     @inline(__always) func wakeup() {
@@ -121,7 +146,7 @@ final class WaitChannel: Kickable, @unchecked Sendable {
                strategy: WaitStrategy) -> Errno? {
         let thread = EngineThread.current
         if interruptible, let error = thread.takeInterruption() { return error }
-        let observed = generation
+        let observed = observe()
         thread.enterSleep(on: self)
         mutex.unlock()
         var woken = false
@@ -132,8 +157,10 @@ final class WaitChannel: Kickable, @unchecked Sendable {
         }
         if !woken {
             _ = pb_fetch_add_u32(words + 1, 1)
-            while pb_load_u32(words) == observed && !(interruptible && thread.isInterruptPending) {
-                _ = pb_futex_wait(words, observed, nil)
+            var word = pb_load_u32(words)
+            while !wokenUp(since: observed) && !(interruptible && thread.isInterruptPending) {
+                _ = pb_futex_wait(words, word, nil)
+                word = pb_load_u32(words)
             }
             _ = pb_fetch_sub_u32(words + 1, 1)
         }
@@ -143,10 +170,10 @@ final class WaitChannel: Kickable, @unchecked Sendable {
         return nil
     }
 
-    /// Spins while the generation is `observed`, for an adaptive budget: twice the recent
+    /// Spins until a wake-up since `observed`, for an adaptive budget: twice the recent
     /// successful wait, at least 2 µs, at most `maxNanoseconds` (glibc's adaptive mutex idea).
-    /// Returns true when the channel was bumped (or an interruption arrived) while spinning.
-    private func spin(observed: UInt32, thread: EngineThread, interruptible: Bool,
+    /// Returns true when the channel was woken (or an interruption arrived) while spinning.
+    private func spin(observed: Observation, thread: EngineThread, interruptible: Bool,
                       estimateAt estimateWord: UnsafeMutablePointer<UInt32>,
                       maxNanoseconds: Int) -> Bool {
         let estimate = Int(pb_load_relaxed_u32(estimateWord))
@@ -154,7 +181,8 @@ final class WaitChannel: Kickable, @unchecked Sendable {
         let start = pb_monotonic_ns()
         var spins = 0
         while true {
-            if pb_load_relaxed_u32(words) != observed { break }
+            // (The cheap test first; only a moved word needs telling a wake-up from a kick.)
+            if pb_load_relaxed_u32(words) != observed.word && wokenUp(since: observed) { break }
             if interruptible && thread.isInterruptPending { return true }
             pb_cpu_relax()
             spins &+= 1
@@ -178,8 +206,12 @@ final class WaitChannel: Kickable, @unchecked Sendable {
         Int(pb_load_relaxed_u32(words + 2 + wmesg.rawValue))
     }
 
-    /// Wakes the channel's sleepers without a state change: used to deliver an interruption.
+    /// Delivers an interruption (`sleepq_abort`): ends the sleep of the marked thread alone.
+    /// The futex word moves so that a thread between its test and its futex wait does not
+    /// sleep through the mark; the kick is counted first, so every other sleeper, woken from
+    /// the futex, finds no wake-up and parks again.
     func kick() {
+        _ = pb_fetch_add_u32(words + Self.kickIndex, 1)
         _ = pb_fetch_add_u32(words, 1)
         _ = pb_futex_wake(words, Int32.max)
     }

@@ -137,4 +137,36 @@ import Testing
         #expect(try sys.select(read: &rd, write: &wr, except: &ex, timeout: 0) == 0)
         #expect(rd.isEmpty && wr.isEmpty)
     }
+
+    /// kern_synch.c: `sleepq_abort` ends the sleep of the signalled thread alone. A buffered
+    /// writer in "pipbww" interrupted beside a direct writer in "pipdwt" on the same pipe
+    /// returns EINTR; the direct writer sleeps on, so it makes no extra `pipeselwakeup`
+    /// (no extra SIGIO).
+    @Test func anInterruptionWakesOnlyItsThread() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        let pipe = try #require(sys.pipeForTesting(r))
+        var on: Int32 = 1, owner: Int32 = 777
+        try sys.ioctl(r, IoctlRequest.FIOASYNC, &on)
+        try sys.ioctl(r, IoctlRequest.FIOSETOWN, &owner)
+        let big = [UInt8](repeating: 3, count: 256 * 1024)
+        let direct = TestThread { _ = try? sys.write(w, big) }     // sleeps in "pipdwt"
+        try #require(eventually { pipe.chan.parkedThreads == 1 && (try? sys.bytesReadable(r)) ?? 0 > 0 })
+        let buffered = Locked<Errno?>(nil)
+        let small = TestThread {
+            do { _ = try sys.write(w, [UInt8](repeating: 4, count: 100)) } catch { buffered.withLock { $0 = error as? Errno } }
+        }
+        try #require(eventually { pipe.chan.parkedThreads == 2 }, "the buffered writer never slept")
+        let sigio = sys.sigioCount(owner: owner)
+        let wakeups = pipe.chan.wakeupCount
+        small.engineThread!.interrupt()
+        #expect(small.join())
+        #expect(buffered.get == .interrupted)
+        #expect(pipe.chan.wakeupCount == wakeups, "the interruption woke the channel's other sleepers")
+        #expect(eventually { pipe.chan.parkedThreads == 1 })
+        #expect(sys.sigioCount(owner: owner) == sigio)
+        // The direct writer still finishes, every byte in order.
+        #expect(try sys.readExactly(r, big.count) == big)
+        #expect(direct.join())
+    }
 }
