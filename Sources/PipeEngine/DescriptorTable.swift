@@ -38,7 +38,12 @@ final class DescriptorTable: @unchecked Sendable {
     private let chunkCount: Int
     private var lowestFree = 0
     private var openCount = 0
+    /// The table's size: `maxfilesperproc` in this model (`PipeConfiguration.maxDescriptors`).
     let limit: Int
+    /// `RLIMIT_NOFILE`, soft and hard, at most `limit`; guarded by `mutex`. New descriptors
+    /// are below the soft limit; lowering it leaves those already open.
+    private var softLimit: Int
+    private var hardLimit: Int
     var credential = Credential.process
     var umask: UInt32 = 0o022
     /// Where a reference `fget` took by mistake is given back (`fdrop`, which may close).
@@ -56,6 +61,8 @@ final class DescriptorTable: @unchecked Sendable {
 
     init(limit: Int) {
         self.limit = limit
+        softLimit = limit
+        hardLimit = limit
         chunkCount = (limit + DescriptorTable.chunkSlots - 1) >> DescriptorTable.chunkShift
         chunks = .allocate(capacity: chunkCount)
         chunks.initialize(repeating: nil, count: chunkCount)
@@ -72,6 +79,24 @@ final class DescriptorTable: @unchecked Sendable {
 
     /// Open descriptors.
     var count: Int { withLock { openCount } }
+
+    /// `RLIMIT_NOFILE`: (soft, hard).
+    var rlimit: (soft: Int, hard: Int) { withLock { (softLimit, hardLimit) } }
+
+    /// `kern_proc_setrlimit` for `RLIMIT_NOFILE`: both clamped to `maxfilesperproc` (the
+    /// table's size); EINVAL when soft > hard, EPERM when an unprivileged caller raises the
+    /// hard limit.
+    func setRlimit(soft: Int, hard: Int, privileged: Bool) -> Errno? {
+        guard soft >= 0, hard >= 0 else { return .invalidArgument }
+        let soft = min(soft, limit), hard = min(hard, limit)
+        return withLock {
+            if soft > hard { return .invalidArgument }
+            if hard > hardLimit && !privileged { return .operationNotPermitted }
+            softLimit = soft
+            hardLimit = hard
+            return nil
+        }
+    }
 
     func withLock<T>(_ body: () -> T) -> T {
         mutex.lock()
@@ -116,8 +141,8 @@ final class DescriptorTable: @unchecked Sendable {
         mutex.lock()
         defer { mutex.unlock() }
         var fd = lowestFree
-        while fd < limit, let s = slot(fd), s.pointee.file != nil { fd += 1 }
-        guard fd < limit else { return nil }
+        while fd < softLimit, let s = slot(fd), s.pointee.file != nil { fd += 1 }
+        guard fd < softLimit else { return nil }
         let s = makeSlot(fd)
         _ = Unmanaged.passRetained(file)
         s.pointee.cloexec = cloexec

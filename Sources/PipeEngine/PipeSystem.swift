@@ -446,6 +446,28 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     /// The number of descriptors open in this instance.
     public var openDescriptors: Int { table.count }
 
+    /// `getrlimit(resource)`: only `RLIMIT_NOFILE` (the descriptor table's limit, at first
+    /// `PipeConfiguration.maxDescriptors` for both); EINVAL for any other resource.
+    public func getrlimit(_ resource: Int32) throws(Errno) -> rlimit {
+        guard resource == Int32(RLIMIT_NOFILE.rawValue) else { throw .invalidArgument }
+        let (soft, hard) = table.rlimit
+        return rlimit(rlim_cur: rlim_t(soft), rlim_max: rlim_t(hard))
+    }
+
+    /// `setrlimit(resource, limit)` for `RLIMIT_NOFILE`: later `pipe2`, `open` and `kqueue`
+    /// calls get descriptors below the new soft limit (EMFILE when none is free); descriptors
+    /// already open stay. Values above `maxDescriptors` (`maxfilesperproc`) are clamped to it,
+    /// as FreeBSD clamps them; EINVAL when soft > hard or for another resource, EPERM when a
+    /// caller without root's credential raises the hard limit.
+    public func setrlimit(_ resource: Int32, _ limit: rlimit) throws(Errno) {
+        guard resource == Int32(RLIMIT_NOFILE.rawValue) else { throw .invalidArgument }
+        func clamp(_ v: rlim_t) -> Int { v >= rlim_t(Int.max) ? Int.max : Int(v) }
+        if let error = table.setRlimit(soft: clamp(limit.rlim_cur), hard: clamp(limit.rlim_max),
+                                       privileged: credential.uid == 0) {
+            throw error
+        }
+    }
+
     // MARK: - signals
 
     /// How many SIGIOs the engine sent to a FIOSETOWN owner.

@@ -169,4 +169,43 @@ import Testing
         #expect(try sys.readExactly(r, big.count) == big)
         #expect(direct.join())
     }
+
+    /// kern_descrip.c: RLIMIT_NOFILE at run time. Lowering it affects later allocations only;
+    /// `pipe2` with fewer than two descriptors free below it fails EMFILE and leaves the
+    /// kernel exactly as it was (`kern_pipe` frees the pair it made); FIFO opens and `kqueue`
+    /// obey it too.
+    @Test func theDescriptorLimitCanChangeAtRunTime() throws {
+        let sys = try quietSystem()
+        let NOFILE = Int32(RLIMIT_NOFILE.rawValue)
+        let start = try sys.getrlimit(NOFILE)
+        #expect(Int(start.rlim_cur) == PipeConfiguration().maxDescriptors && start.rlim_max == start.rlim_cur)
+        let (r, w) = try sys.pipe2()                       // fds 0 and 1
+        try sys.mkfifo("f", 0o600)
+        try sys.setrlimit(NOFILE, rlimit(rlim_cur: 1, rlim_max: start.rlim_max))
+        #expect(try sys.write(w, [1]) == 1)                // open descriptors stay usable
+        #expect(try sys.getrlimit(NOFILE).rlim_cur == 1)
+        func snapshot() -> [Int] {
+            [sys.openDescriptors, sys.pipekva, (try? sys.sysctl("engine.pipes")) ?? -1,
+             (try? sys.sysctl("kern.ipc.pipeallocfail")) ?? -1, (try? sys.sysctl("kern.ipc.pipefragretry")) ?? -1,
+             sys.arenaFreeExtents.count, sys.arenaFreeExtents.map(\.bytes).reduce(0, +)]
+        }
+        let before = snapshot()
+        expectErrno(.tooManyOpenFiles) { try sys.pipe2() }          // none free below 1
+        try sys.setrlimit(NOFILE, rlimit(rlim_cur: 3, rlim_max: start.rlim_max))
+        expectErrno(.tooManyOpenFiles) { try sys.pipe2() }          // exactly one (fd 2)
+        #expect(snapshot() == before, "pipe2's failure left something behind")
+        try sys.setrlimit(NOFILE, rlimit(rlim_cur: 2, rlim_max: start.rlim_max))
+        expectErrno(.tooManyOpenFiles) { try sys.kqueue() }
+        expectErrno(.tooManyOpenFiles) { try sys.open("f", O_RDWR | O_NONBLOCK) }
+        try sys.setrlimit(NOFILE, rlimit(rlim_cur: 4, rlim_max: start.rlim_max))
+        let (r2, w2) = try sys.pipe2()
+        #expect((r2, w2) == (2, 3))
+        // Soft above hard is EINVAL; raising the hard limit needs root's credential.
+        expectErrno(.invalidArgument) { try sys.setrlimit(NOFILE, rlimit(rlim_cur: 10, rlim_max: 5)) }
+        sys.credential = Credential(uid: 1000, gid: 1000)
+        try sys.setrlimit(NOFILE, rlimit(rlim_cur: 8, rlim_max: 8))
+        expectErrno(.operationNotPermitted) { try sys.setrlimit(NOFILE, rlimit(rlim_cur: 8, rlim_max: 9)) }
+        expectErrno(.invalidArgument) { try sys.getrlimit(Int32(RLIMIT_STACK.rawValue)) }
+        for fd in [r, w, r2, w2] { try sys.close(fd) }
+    }
 }
