@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -300,4 +301,11 @@ long pb_max_map_count(void) {
         fclose(f);
     }
     return n > 0 ? n : 65530;
+}
+
+int pb_owner_exists(int owner) {
+    if (owner == INT_MIN) return 0;              /* -INT_MIN has no process group */
+    if (owner == -1) owner = 1;                  /* kill(-1) would be every process: group 1 is init's */
+    if (kill(owner, 0) == 0) return 1;
+    return errno == EPERM;                       /* there, but not ours to signal */
 }

@@ -810,6 +810,19 @@ final class PipeKernel: @unchecked Sendable {
 
     // MARK: - pipe_ioctl, pipe_stat, pipe_fill_kinfo
 
+    /// `fsetown(owner, &pipe_sigio)` (kern_descrip.c): 0 clears the owner; any other owner
+    /// must exist, or ESRCH. The engine's processes are the host's: an owner exists when the
+    /// host has that process (owner > 0) or process group (owner < 0), as `kill(owner, 0)`
+    /// finds it. SIGIO to it is recorded, never sent (`PipeSystem.sigioCount(owner:)`).
+    /// Called without the pipe mutex, as the seed calls it.
+    func fsetown(_ owner: Int32, _ mpipe: Pipe) -> Errno? {
+        if owner != 0 && pb_owner_exists(owner) == 0 { return .noSuchProcess }
+        mpipe.PIPE_LOCK()
+        mpipe.pipe_sigio = owner
+        mpipe.PIPE_UNLOCK()
+        return nil
+    }
+
     /// `pipe_ioctl`: the generic layer has already applied FIONBIO / FIOASYNC to `f_flag`.
     func pipe_ioctl(_ fp: File, _ cmd: UInt, _ data: inout Int32) -> Errno? {
         let mpipe = fp.f_data
@@ -840,14 +853,15 @@ final class PipeKernel: @unchecked Sendable {
                 data = Int32(mpipe.pipe_buffer.cnt)
             }
         case IoctlRequest.FIOSETOWN:
-            // fsetown: the owner is recorded; SIGIO goes to it through the signal model.
-            mpipe.pipe_sigio = data
+            mpipe.PIPE_UNLOCK()
+            return fsetown(data, mpipe)
         case IoctlRequest.FIOGETOWN:
             data = mpipe.pipe_sigio
         case IoctlRequest.TIOCSPGRP:
             // This is deprecated, FIOSETOWN should be used instead. (C negates with
             // wraparound; Swift would trap on Int32.min.)
-            mpipe.pipe_sigio = 0 &- data
+            mpipe.PIPE_UNLOCK()
+            return fsetown(0 &- data, mpipe)
         case IoctlRequest.TIOCGPGRP:
             // This is deprecated, FIOGETOWN should be used instead.
             data = 0 &- mpipe.pipe_sigio

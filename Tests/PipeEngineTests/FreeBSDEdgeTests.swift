@@ -1,3 +1,4 @@
+import Foundation
 import CPipeSys
 import Glibc
 import Testing
@@ -40,7 +41,7 @@ import Testing
         try sys.mkfifo("f", 0o600)
         let r = try sys.open("f", O_RDONLY | O_NONBLOCK)
         let w = try sys.open("f", O_WRONLY | O_NONBLOCK)
-        var on: Int32 = 1, owner: Int32 = 4242
+        var on: Int32 = 1, owner: Int32 = getpid()
         try sys.ioctl(w, IoctlRequest.FIOASYNC, &on)
         try sys.ioctl(w, IoctlRequest.FIOSETOWN, &owner)
         let kq = try sys.kqueue()
@@ -146,7 +147,7 @@ import Testing
         let sys = try quietSystem()
         let (r, w) = try sys.pipe2()
         let pipe = try #require(sys.pipeForTesting(r))
-        var on: Int32 = 1, owner: Int32 = 777
+        var on: Int32 = 1, owner: Int32 = getpid()
         try sys.ioctl(r, IoctlRequest.FIOASYNC, &on)
         try sys.ioctl(r, IoctlRequest.FIOSETOWN, &owner)
         let big = [UInt8](repeating: 3, count: 256 * 1024)
@@ -207,5 +208,30 @@ import Testing
         expectErrno(.operationNotPermitted) { try sys.setrlimit(NOFILE, rlimit(rlim_cur: 8, rlim_max: 9)) }
         expectErrno(.invalidArgument) { try sys.getrlimit(Int32(RLIMIT_STACK.rawValue)) }
         for fd in [r, w, r2, w2] { try sys.close(fd) }
+    }
+
+    /// kern_descrip.c: `fsetown` refuses an owner that does not exist (ESRCH); 0 clears it.
+    /// The engine's processes are the host's (`fsetown` in SysPipe.swift).
+    @Test func aSIGIOOwnerMustExist() throws {
+        let sys = try quietSystem()
+        let (r, _) = try sys.pipe2()
+        let pidMax = Int32(String(decoding: FileManager.default.contents(atPath: "/proc/sys/kernel/pid_max") ?? Data(),
+                                  as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 4_194_304
+        var v = pidMax + 1                                 // above pid_max: no such process
+        expectErrno(.noSuchProcess) { try sys.ioctl(r, IoctlRequest.FIOSETOWN, &v) }
+        v = -(pidMax + 1)                                  // nor such a process group
+        expectErrno(.noSuchProcess) { try sys.ioctl(r, IoctlRequest.FIOSETOWN, &v) }
+        v = pidMax + 1
+        expectErrno(.noSuchProcess) { try sys.ioctl(r, IoctlRequest.TIOCSPGRP, &v) }
+        v = 0
+        try sys.ioctl(r, IoctlRequest.FIOGETOWN, &v)
+        #expect(v == 0)                                    // refused owners leave none
+        v = getpid()
+        try sys.ioctl(r, IoctlRequest.FIOSETOWN, &v)
+        v = 0
+        try sys.ioctl(r, IoctlRequest.FIOSETOWN, &v)      // 0 clears
+        v = 1
+        try sys.ioctl(r, IoctlRequest.FIOGETOWN, &v)
+        #expect(v == 0)
     }
 }

@@ -129,6 +129,9 @@ pid_t pb_gettid(void);
 int pb_sched_getcpu(void);
 /// Pins the calling thread to one CPU; 0 or errno.
 int pb_pin_current_thread(int cpu);
+/// Whether a SIGIO owner exists on the host: a process (owner > 0) or a process group
+/// (owner < 0, the group -owner), as kill(owner, 0) finds it.
+int pb_owner_exists(int owner);
 /// Clears any pinning of the calling thread (all CPUs the process may use); 0 or errno.
 int pb_unpin_current_thread(void);
 /// CPU time of the calling thread, in nanoseconds.
