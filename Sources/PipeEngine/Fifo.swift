@@ -120,6 +120,16 @@ extension PipeSystem {
         if let denied = vaccess(node, credential, .VWRITE) { throw denied }
     }
 
+    /// `vn_fill_kinfo` for a FIFO node: its name (none once unlinked), mode, file id, device.
+    func vn_fill_kinfo(_ node: FifoNode) -> KinfoVnode {
+        namespace.lock.lock()
+        let path = namespace.nodes.first { $0.value === node }?.key ?? ""
+        namespace.lock.unlock()
+        let st = fifoStat(node)
+        return KinfoVnode(kf_path: path, kf_file_mode: st.st_mode, kf_file_fileid: st.st_ino,
+                          kf_file_fsid: st.st_dev, kf_file_size: 0)
+    }
+
     func fifoStat(_ node: FifoNode) -> PipeStat {
         node.vnodeLock.lock()
         defer { node.vnodeLock.unlock() }

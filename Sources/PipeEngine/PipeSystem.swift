@@ -436,11 +436,13 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         try fifoChown(node, uid, gid, as: fp.f_cred)
     }
 
-    /// `pipe_fill_kinfo`: what `procstat -f` shows of a pipe descriptor.
-    public func kinfo(_ fd: Int32) throws(Errno) -> KinfoPipe {
+    /// `pipe_fill_kinfo`: what `procstat -f` shows of a pipe descriptor; a FIFO's goes to
+    /// `vn_fill_kinfo` (the node's fields), as `pipe_fill_kinfo` sends `DTYPE_FIFO` there.
+    public func kinfo(_ fd: Int32) throws(Errno) -> KinfoFile {
         let fp = try fgetPipe(fd, onKqueue: .invalidArgument)
         defer { fdrop(fp) }
-        return kernel.pipe_fill_kinfo(fp)
+        if let node = fp.vnode { return .vnode(vn_fill_kinfo(node)) }
+        return .pipe(kernel.pipe_fill_kinfo(fp))
     }
 
     /// The number of descriptors open in this instance.
@@ -501,9 +503,12 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     /// Console messages suppressed by the once-a-second rate limit.
     public var suppressedMessages: Int { kernel.messagesSuppressed }
 
-    /// The size of the buffer behind a descriptor's read side (`pipe_buffer.size`).
+    /// The size of the buffer behind a descriptor's read side (`pipe_buffer.size`), for an
+    /// anonymous pipe or a FIFO.
     public func bufferSize(_ fd: Int32) throws(Errno) -> Int {
-        try kinfo(fd).kf_pipe_buffer_size
+        let fp = try fgetPipe(fd, onKqueue: .invalidArgument)
+        defer { fdrop(fp) }
+        return kernel.pipe_fill_kinfo(fp).kf_pipe_buffer_size
     }
 
     /// The pipe a descriptor reads (tests look at its state).

@@ -1011,6 +1011,33 @@ public struct PipeStat: Sendable, Hashable {
 }
 
 /// What `pipe_fill_kinfo` reports (`struct kinfo_file`'s `kf_pipe`).
+/// What `procstat -f` shows of a descriptor (`struct kinfo_file`): `KF_TYPE_PIPE` with the
+/// pipe's fields, or, for a FIFO, `KF_TYPE_VNODE` with the node's (`vn_fill_kinfo`, which
+/// `pipe_fill_kinfo` hands a FIFO's descriptor to).
+public enum KinfoFile: Sendable, Hashable {
+    case pipe(KinfoPipe)
+    case vnode(KinfoVnode)
+
+    /// The pipe's fields; nil for a FIFO's descriptor.
+    public var pipe: KinfoPipe? { if case .pipe(let k) = self { return k } else { return nil } }
+    /// The node's fields; nil for an anonymous pipe's descriptor.
+    public var vnode: KinfoVnode? { if case .vnode(let k) = self { return k } else { return nil } }
+}
+
+/// `vn_fill_kinfo`'s fields for a FIFO (`kf_vnode_type` is `KF_VTYPE_VFIFO`).
+public struct KinfoVnode: Sendable, Hashable {
+    /// The name in the namespace; empty once unlinked (`vn_fullpath` finds none).
+    public var kf_path: String
+    /// `S_IFIFO` and the permission bits.
+    public var kf_file_mode: UInt32
+    /// The node's file id (its `st_ino`).
+    public var kf_file_fileid: UInt64
+    /// The namespace's device (`st_dev`).
+    public var kf_file_fsid: UInt64
+    /// A FIFO has no size.
+    public var kf_file_size: Int
+}
+
 public struct KinfoPipe: Sendable, Hashable {
     public var kf_pipe_addr: UInt
     public var kf_pipe_peer: UInt

@@ -29,7 +29,7 @@ struct BufferedPathTests {
                 written += try sys.write(w, chunk)
             } catch Errno.wouldBlock {
             }
-            let k = try sys.kinfo(r)
+            let k = try #require(try sys.kinfo(r).pipe)
             if k.kf_pipe_buffer_in < k.kf_pipe_buffer_out { wraps += 1 }
             let got = try sys.read(r, count: Int.random(in: 1...9000, using: &rng))
             #expect(got == pattern(read..<(read + got.count), seed: 3))
@@ -65,11 +65,11 @@ struct BufferedPathTests {
         _ = try sys.write(w, pattern(0..<10_000))
         #expect(try sys.read(r, count: 9_000) == pattern(0..<9_000))
         _ = try sys.write(w, pattern(10_000..<17_000))
-        var k = try sys.kinfo(r)
+        var k = try #require(try sys.kinfo(r).pipe)
         #expect(k.kf_pipe_buffer_size == 16384 && k.kf_pipe_buffer_in < k.kf_pipe_buffer_out)
         // 8000 queued + 30000 new > 32768: grows 16K -> 32K -> 64K, copying in two pieces.
         #expect(try sys.write(w, pattern(17_000..<47_000)) == 30_000)
-        k = try sys.kinfo(r)
+        k = try #require(try sys.kinfo(r).pipe)
         #expect(k.kf_pipe_buffer_size == 65536)
         #expect(k.kf_pipe_buffer_cnt == 38_000)
         #expect(try sys.readExactly(r, 38_000) == pattern(9_000..<47_000))

@@ -234,4 +234,24 @@ import Testing
         try sys.ioctl(r, IoctlRequest.FIOGETOWN, &v)
         #expect(v == 0)
     }
+
+    /// sys_pipe.c's `pipe_fill_kinfo` sends a FIFO's descriptor to `vn_fill_kinfo`: its kinfo
+    /// is the node's (name, mode, file id), not the pipe's fields.
+    @Test func aFIFOsKinfoIsItsNodes() throws {
+        let sys = try quietSystem()
+        try sys.mkfifo("named", 0o640)
+        let r = try sys.open("named", O_RDONLY | O_NONBLOCK)
+        let st = try sys.stat("named")
+        let k = try #require(try sys.kinfo(r).vnode, "a FIFO's kinfo has no vnode fields")
+        #expect(k.kf_path == "named")
+        #expect(k.kf_file_mode == PipeStat.S_IFIFO | 0o640 & ~0o022)
+        #expect(k.kf_file_fileid == st.st_ino && k.kf_file_fsid == st.st_dev)
+        #expect(try sys.kinfo(r).pipe == nil)
+        try sys.unlink("named")
+        #expect(try sys.kinfo(r).vnode?.kf_path == "")     // no name once unlinked
+        let (pr, _) = try sys.pipe2()
+        #expect(try sys.kinfo(pr).pipe?.kf_pipe_buffer_size == DEFAULT_PIPE_SIZE)
+        #expect(try sys.kinfo(pr).vnode == nil)
+        #expect(try sys.bufferSize(r) > 0)                  // the FIFO's buffer is still there
+    }
 }

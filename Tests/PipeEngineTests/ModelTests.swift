@@ -190,7 +190,7 @@ enum ModelHarness {
                 let st = try sys.fstat(fd)
                 return .ok(st.st_size, st.st_blocks, st.st_blksize, Int(st.st_mode), Int(st.st_ino))
             case .kinfo(let fd):
-                let k = try sys.kinfo(fd)
+                guard let k = try sys.kinfo(fd).pipe else { return .unchecked }   // (the model has no FIFOs)
                 return .ok(k.kf_pipe_buffer_cnt, k.kf_pipe_buffer_in, k.kf_pipe_buffer_out,
                            k.kf_pipe_buffer_size)
             case .poll(let list):
@@ -230,7 +230,7 @@ enum ModelHarness {
         s.append(extents.count)
         for e in extents { s += [e.offset, e.bytes] }
         for fd in fds {
-            if let k = try? sys.kinfo(fd) {
+            if let k = try? sys.kinfo(fd).pipe {
                 s += [Int(fd), k.kf_pipe_buffer_size, k.kf_pipe_buffer_cnt, k.kf_pipe_buffer_in,
                       k.kf_pipe_buffer_out]
             } else {
