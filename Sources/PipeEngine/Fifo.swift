@@ -33,6 +33,13 @@ final class FifoNode: @unchecked Sendable {
     /// Sleep channels `&fi_readers` and `&fi_writers`.
     let readersChan = WaitChannel()
     let writersChan = WaitChannel()
+    /// EVFILT_VNODE knotes on the node (`vp->v_pollinfo`), guarded by `vnodeLock`.
+    var knotes: [Knote] = []
+
+    /// `VFS_KNOTE_LOCKED(vp, hint)`: the node changed. Called with `vnodeLock` held.
+    func knote(_ hint: UInt32) {
+        for kn in knotes { kn.vnodeNote(hint) }
+    }
 
     init(mode: UInt32, cred: Credential, ino: UInt64) {
         self.mode = mode & 0o7777
@@ -86,6 +93,7 @@ extension PipeSystem {
         guard let node = namespace.nodes.removeValue(forKey: path) else { throw .noSuchEntry }
         node.vnodeLock.lock()
         node.nlink = 0
+        node.knote(Kevent.NOTE_DELETE)                  // vop_remove_post
         node.vnodeLock.unlock()
     }
 
@@ -118,6 +126,7 @@ extension PipeSystem {
         node.vnodeLock.lock()
         defer { node.vnodeLock.unlock() }
         if let denied = vaccess(node, credential, .VWRITE) { throw denied }
+        node.knote(Kevent.NOTE_ATTRIB)                  // vop_setattr_post: the size ignored
     }
 
     /// `vn_fill_kinfo` for a FIFO node: its name (none once unlinked), mode, file id, device.
@@ -153,6 +162,7 @@ extension PipeSystem {
         guard cred.uid == 0 || cred.uid == node.uid else { throw .operationNotPermitted }
         node.mode = mode & 0o7777
         pipe_timestamp(&node.ctime)
+        node.knote(Kevent.NOTE_ATTRIB)                  // vop_setattr_post
     }
 
     func fifoChown(_ node: FifoNode, _ uid: UInt32, _ gid: UInt32, as cred: Credential) throws(Errno) {
@@ -167,6 +177,7 @@ extension PipeSystem {
         node.uid = newUID
         node.gid = newGID
         pipe_timestamp(&node.ctime)
+        node.knote(Kevent.NOTE_ATTRIB)                  // vop_setattr_post
     }
 
     // MARK: - open, fifo_open, fifo_close
@@ -214,6 +225,9 @@ extension PipeSystem {
                 continue          // an interruption with restart semantics: open again
             }
         }
+        node.vnodeLock.lock()
+        node.knote(Kevent.NOTE_OPEN)                    // vop_open_post
+        node.vnodeLock.unlock()
         do {
             return try falloc(file, cloexec: flags & O_CLOEXEC != 0)
         } catch {

@@ -7,9 +7,12 @@ import Glibc
 // on: registration evaluates the filter at once; active knotes are reported in activation
 // order; EV_CLEAR resets data after reporting; EV_ONESHOT reports once, without calling the
 // filter again, and deletes; EV_DISPATCH disables after reporting; EV_RECEIPT and errors come
-// back as EV_ERROR entries while there is room.
+// back as EV_ERROR entries while there is room. A FIFO's descriptor also takes EVFILT_VNODE,
+// which pipe_kqfilter hands to the vnode (vfs_kqfilter, filt_vfsvnode): the node's knotes
+// collect the notes its namespace operations post (FifoNode.knote).
 //
-// Locking: a knote's pipe mutex is taken before its kqueue's mutex, never after. Filters run
+// Locking: a knote's pipe mutex is taken before its kqueue's mutex, never after; so is a FIFO
+// node's lock (vnodeLock) for its EVFILT_VNODE knotes. Filters run
 // with the pipe mutex held (KNOTE_LOCKED from pipeselwakeup, or the scan re-checking a
 // level-triggered knote); the kqueue mutex guards the knote table, the active queue, each
 // knote's status bits and the list of threads waiting in kevent.
@@ -50,6 +53,21 @@ public struct Kevent: Sendable, Hashable {
     public static let EV_RECEIPT: UInt16 = 0x0040
     public static let EV_DISPATCH: UInt16 = 0x0080
     public static let EV_ERROR: UInt16 = 0x4000
+
+    // EVFILT_VNODE notes (`fflags`); a FIFO's node reports NOTE_DELETE, NOTE_ATTRIB,
+    // NOTE_OPEN, NOTE_CLOSE and NOTE_CLOSE_WRITE (its data goes through the pipe, never
+    // through the vnode: no NOTE_WRITE, NOTE_EXTEND or NOTE_READ).
+    public static let NOTE_DELETE: UInt32 = 0x0001
+    public static let NOTE_WRITE: UInt32 = 0x0002
+    public static let NOTE_EXTEND: UInt32 = 0x0004
+    public static let NOTE_ATTRIB: UInt32 = 0x0008
+    public static let NOTE_LINK: UInt32 = 0x0010
+    public static let NOTE_RENAME: UInt32 = 0x0020
+    public static let NOTE_REVOKE: UInt32 = 0x0040
+    public static let NOTE_OPEN: UInt32 = 0x0080
+    public static let NOTE_CLOSE: UInt32 = 0x0100
+    public static let NOTE_CLOSE_WRITE: UInt32 = 0x0200
+    public static let NOTE_READ: UInt32 = 0x0400
     public static let EV_EOF: UInt16 = 0x8000
     /// Flags a registration keeps (`EV_SYSFLAGS` are never taken from the caller).
     static let storedFlags: UInt16 = EV_ONESHOT | EV_CLEAR | EV_DISPATCH | EV_RECEIPT
@@ -65,7 +83,7 @@ final class KqueueFile: FileObject, @unchecked Sendable {
 }
 
 /// Which filter operations a knote uses (`kn_fop`).
-enum KnoteOps { case read, write, notSupported }
+enum KnoteOps { case read, write, notSupported, vnode }
 
 /// `struct knote`.
 final class Knote: KnoteHook, @unchecked Sendable {
@@ -80,6 +98,11 @@ final class Knote: KnoteHook, @unchecked Sendable {
     var hook: Pipe?
     /// The pair of `hook`, held so that its mutex outlives both ends' closing.
     var hookPair: PipePair?
+    /// EVFILT_VNODE: the FIFO node whose knote list holds it (`vp->v_pollinfo`); nil once
+    /// detached. Written with the node's lock and the kqueue's mutex held.
+    var vnode: FifoNode?
+    /// `kn_sfflags`: the notes asked for (EVFILT_VNODE).
+    let sfflags: UInt32
     // Guarded by the kqueue mutex, except `data` and `eofFlag`, written by the filter with
     // the pipe mutex held and read by the scan with both held.
     var flags: UInt16
@@ -97,7 +120,8 @@ final class Knote: KnoteHook, @unchecked Sendable {
         self.ops = ops
         self.fp = fp
         flags = kev.flags & Kevent.storedFlags
-        fflags = kev.fflags
+        sfflags = kev.fflags
+        fflags = ops == .vnode ? 0 : kev.fflags   // a vnode knote's fflags are the notes seen
         udata = kev.udata
     }
 
@@ -107,6 +131,7 @@ final class Knote: KnoteHook, @unchecked Sendable {
         case .notSupported: return false                       // filt_pipenotsup
         case .read: return filt_piperead()
         case .write: return filt_pipewrite()
+        case .vnode: return fflags != 0                        // filt_vfsvnode, no new note
         }
     }
 
@@ -146,6 +171,16 @@ final class Knote: KnoteHook, @unchecked Sendable {
     /// KNOTE_LOCKED: the pipe changed; run the filter and queue the knote if it fires.
     func activate() {
         if event() { kq.enqueue(self) }
+    }
+
+    /// `filt_vfsvnode(kn, hint)` for VFS_KNOTE: keep the note if it was asked for, and fire
+    /// while any note is pending. Called with the node's lock held.
+    func vnodeNote(_ hint: UInt32) {
+        kq.lock.lock()
+        if sfflags & hint != 0 { fflags |= hint }
+        let fires = fflags != 0
+        kq.lock.unlock()
+        if fires { kq.enqueue(self) }
     }
 
     /// knlist_clear: the pipe end is closing; report EOF once and forget the pipe.
@@ -360,6 +395,17 @@ extension PipeSystem {
 
     /// `pipe_kqfilter`: choose the filter and the knlist.
     private func pipe_kqfilter(_ kq: Kqueue, _ fp: File, _ fd: Int32, _ kev: Kevent) -> Result<Knote, Errno> {
+        if kev.filter != Kevent.EVFILT_READ && kev.filter != Kevent.EVFILT_WRITE {
+            // A named pipe hands the other filters to its vnode (`vnops.fo_kqfilter` ->
+            // `vfs_kqfilter`): EVFILT_VNODE only; an anonymous pipe has none (EINVAL).
+            guard let node = fp.vnode, kev.filter == Kevent.EVFILT_VNODE else { return .failure(.invalidArgument) }
+            let kn = Knote(kq: kq, fd: fd, filter: kev.filter, ops: .vnode, fp: fp, kev: kev)
+            node.vnodeLock.lock()
+            kn.vnode = node                        // not yet visible to anyone else
+            node.knotes.append(kn)                 // knlist_add(&vp->v_pollinfo->vpi_selinfo.si_note)
+            node.vnodeLock.unlock()
+            return .success(kn)
+        }
         // If a filter is requested that is not supported by this file descriptor, don't
         // return an error, but also don't ever generate an event.
         if kev.filter == Kevent.EVFILT_READ && !fp.f_flag.contains(.FREAD) ||
@@ -392,9 +438,20 @@ extension PipeSystem {
         return .success(kn)
     }
 
-    /// Detach a knote from its pipe (`filt_pipedetach`) and forget it.
+    /// Detach a knote from its pipe (`filt_pipedetach`) or node (`filt_vfsdetach`) and forget it.
     private func knote_drop(_ kn: Knote) {
         let kq = kn.kq
+        kq.lock.lock()
+        let node = kn.vnode
+        kq.lock.unlock()
+        if let node {
+            node.vnodeLock.lock()
+            kq.lock.lock()
+            kn.vnode = nil
+            kq.lock.unlock()
+            node.knotes.removeAll { $0 === kn }
+            node.vnodeLock.unlock()
+        }
         kq.lock.lock()
         let pipe = kn.hook, pair = kn.hookPair
         kq.lock.unlock()
@@ -452,7 +509,7 @@ extension PipeSystem {
             var fires = true
             if !oneshot {
                 kq.lock.unlock()
-                fires = pipe != nil && kn.hook === pipe && kn.event()
+                fires = kn.ops == .vnode ? kn.fflags != 0 : pipe != nil && kn.hook === pipe && kn.event()
                 kq.lock.lock()
             }
             if !fires {

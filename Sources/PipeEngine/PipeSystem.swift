@@ -268,6 +268,9 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
         if let file = fp as? File {
             if let node = file.vnode {
                 fifo_close(node, file)
+                node.vnodeLock.lock()                   // vop_close_post
+                node.knote(file.f_flag.contains(.FWRITE) ? Kevent.NOTE_CLOSE_WRITE : Kevent.NOTE_CLOSE)
+                node.vnodeLock.unlock()
             } else {
                 kernel.pipe_close(file)
             }
@@ -415,7 +418,10 @@ public final class PipeSystem: @unchecked Sendable, SignalSink {
     public func ftruncate(_ fd: Int32, _ length: Int) throws(Errno) {
         let fp = try fgetPipe(fd, onKqueue: .invalidArgument)
         defer { fdrop(fp) }
-        guard fp.vnode != nil, length >= 0, fp.f_flag.contains(.FWRITE) else { throw .invalidArgument }
+        guard let node = fp.vnode, length >= 0, fp.f_flag.contains(.FWRITE) else { throw .invalidArgument }
+        node.vnodeLock.lock()
+        node.knote(Kevent.NOTE_ATTRIB)                  // vop_setattr_post: the size ignored
+        node.vnodeLock.unlock()
     }
 
     /// `fchmod` -> `pipe_chmod`: EINVAL on an anonymous pipe (`invfo_chmod`); the node's

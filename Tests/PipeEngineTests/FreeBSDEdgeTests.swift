@@ -254,4 +254,56 @@ import Testing
         #expect(try sys.kinfo(pr).vnode == nil)
         #expect(try sys.bufferSize(r) > 0)                  // the FIFO's buffer is still there
     }
+
+    /// sys_pipe.c hands a named pipe's other filters to its vnode: EVFILT_VNODE on a FIFO
+    /// reports what the namespace does to the node (vfs_subr.c's vop_*_post: NOTE_OPEN,
+    /// NOTE_CLOSE, NOTE_CLOSE_WRITE, NOTE_ATTRIB, NOTE_DELETE), data 0 and no EV_EOF; data
+    /// through the pipe reports nothing; on an anonymous pipe the filter is EINVAL.
+    @Test func vnodeEventsOnAFIFO() throws {
+        typealias K = Kevent
+        let sys = try quietSystem()
+        try sys.mkfifo("f", 0o666)
+        let watched = try sys.open("f", O_RDONLY | O_NONBLOCK)
+        let kq = try sys.kqueue()
+        let all: UInt32 = K.NOTE_DELETE | K.NOTE_WRITE | K.NOTE_EXTEND | K.NOTE_ATTRIB | K.NOTE_LINK
+            | K.NOTE_RENAME | K.NOTE_REVOKE | K.NOTE_OPEN | K.NOTE_CLOSE | K.NOTE_CLOSE_WRITE | K.NOTE_READ
+        let add = Kevent(ident: UInt(watched), filter: K.EVFILT_VNODE, flags: K.EV_ADD | K.EV_CLEAR, fflags: all)
+        #expect(try sys.kevent(kq, changes: [add], capacity: 4, timeout: 0).isEmpty)
+        func notes() throws -> [UInt32] {
+            try sys.kevent(kq, changes: [], capacity: 4, timeout: 0).map {
+                #expect($0.filter == K.EVFILT_VNODE && $0.data == 0 && $0.flags & K.EV_EOF == 0)
+                return $0.fflags
+            }
+        }
+        let w = try sys.open("f", O_WRONLY | O_NONBLOCK)
+        #expect(try notes() == [K.NOTE_OPEN])
+        _ = try sys.write(w, [1, 2, 3])                     // data goes through the pipe
+        _ = try sys.read(watched, count: 3)
+        #expect(try notes().isEmpty)
+        try sys.chmod("f", 0o600)
+        try sys.fchown(w, UInt32.max, UInt32.max)
+        try sys.ftruncate(w, 0)
+        #expect(try notes() == [K.NOTE_ATTRIB])             // EV_CLEAR: the notes since the last report
+        try sys.close(w)
+        #expect(try notes() == [K.NOTE_CLOSE_WRITE])
+        let r2 = try sys.open("f", O_RDONLY | O_NONBLOCK)
+        try sys.close(r2)
+        #expect(try notes() == [K.NOTE_OPEN | K.NOTE_CLOSE])
+        try sys.unlink("f")
+        #expect(try notes() == [K.NOTE_DELETE])
+        // Only the notes asked for are kept.
+        try sys.mkfifo("g", 0o666)
+        let g = try sys.open("g", O_RDONLY | O_NONBLOCK)
+        _ = try sys.kevent(kq, changes: [Kevent(ident: UInt(g), filter: K.EVFILT_VNODE, flags: K.EV_ADD | K.EV_CLEAR,
+                                                fflags: K.NOTE_DELETE)], capacity: 0, timeout: 0)
+        try sys.chmod("g", 0o644)
+        #expect(try notes().isEmpty)
+        // An anonymous pipe has no vnode.
+        let (pr, _) = try sys.pipe2()
+        let refused = try sys.kevent(kq, changes: [Kevent(ident: UInt(pr), filter: K.EVFILT_VNODE,
+                                                          flags: K.EV_ADD, fflags: all)], capacity: 4, timeout: 0)
+        #expect(refused.count == 1 && refused[0].flags & K.EV_ERROR != 0 && refused[0].data == Int(EINVAL))
+        try sys.close(g)
+        try sys.close(watched)
+    }
 }
