@@ -271,7 +271,7 @@ struct TopologyCommand: PipeBenchCommand {
         }
         if probe {
             // The CPUs this process may run on (pinning to any other fails).
-            let cpus = allowedCPUs().isEmpty ? Array(0..<env.onlineCPUs) : allowedCPUs()
+            let cpus = Topology.usableCPUList()
             print("\nCore-to-core round trip, ns (median of batch means, \(CoreProbe.defaultRoundTrips) round trips)")
             var rows = [["cpu"] + cpus.map(String.init)]
             for a in cpus {

@@ -69,7 +69,7 @@ struct RunCommand: PipeBenchCommand {
     static func defaultSuite() -> [SweepPoint] {
         // Cross-core, pinned: unpinned, the scheduler sometimes puts both threads on one CPU
         // and sometimes not, and on a VM the two cases differ by 10x in latency.
-        let cpus = allowedCPUs()
+        let cpus = Topology.usableCPUList()
         let (writerCPU, readerCPU): (Int?, Int?) = cpus.count >= 2 ? (cpus[0], cpus[1]) : (nil, nil)
         func stream(_ label: String, _ transport: TransportKind, mindirect: Int? = nil) -> SweepPoint {
             var p = SweepPoint()
@@ -185,16 +185,4 @@ struct SweepCommand: PipeBenchCommand {
         let outputs = try execution.prepare()
         _ = try execution.run(outputs)
     }
-}
-
-/// The CPUs this process may run on, from /proc/self/status (Cpus_allowed_list: "0-3,6").
-func allowedCPUs() -> [Int] {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }) else { return [] }
-    var out: [Int] = []
-    for part in line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces).split(separator: ",") {
-        let ends = part.split(separator: "-").compactMap { Int($0) }
-        if ends.count == 2, ends[0] <= ends[1] { out += Array(ends[0]...ends[1]) } else if ends.count == 1 { out.append(ends[0]) }
-    }
-    return out
 }

@@ -114,7 +114,7 @@ public struct Topology: Codable, Sendable {
 
     /// The CPUs in this process's affinity mask (of the main thread, so that a thread that
     /// has pinned itself still sees the whole set).
-    static func usableCPUList() -> [Int] {
+    public static func usableCPUList() -> [Int] {
         var capacity = 1024
         while true {
             var buffer = [Int32](repeating: -1, count: capacity)

@@ -195,7 +195,7 @@ public struct ResultsTargets: Codable, Sendable, Equatable {
                 }
             }
             out.append(file.name)
-            out.append(Self.render(rows))
+            out.append(TextTable.render(rows, leftAligned: [0, 2, 5]))
         }
         let missing = targets.indices.filter { !seen.contains($0) }
         if !missing.isEmpty {
@@ -207,20 +207,5 @@ public struct ResultsTargets: Codable, Sendable, Equatable {
         }
         if out.isEmpty { out.append("No target is measured in these files.") }
         return out.joined(separator: "\n") + "\n"
-    }
-
-    /// Columns padded; the first and third left-aligned.
-    static func render(_ rows: [[String]]) -> String {
-        var widths = [Int](repeating: 0, count: rows[0].count)
-        for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
-        return rows.enumerated().map { n, r in
-            var line = "  " + r.enumerated().map { i, c in
-                let pad = String(repeating: " ", count: widths[i] - c.count)
-                return [0, 2, 5].contains(i) ? c + pad : pad + c
-            }.joined(separator: "  ")
-            while line.hasSuffix(" ") { line.removeLast() }
-            if n == 0 { line += "\n  " + widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") }
-            return line
-        }.joined(separator: "\n")
     }
 }
