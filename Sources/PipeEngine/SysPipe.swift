@@ -175,8 +175,12 @@ final class PipeKernel: @unchecked Sendable {
     /// `pipespace_new`: allocate (or reallocate) the circular buffer. On failure the old buffer
     /// and its data are kept and ENOMEM is returned.
     func pipespace_new(_ cpipe: Pipe, _ requested: Int) -> Errno? {
-        precondition(!cpipe.pipe_state.contains(.DIRECTW),
-                     "pipespace: resize of direct writes not allowed")
+        // (The seed's KASSERT reads pipe_state unlocked; read it under the mutex, as
+        // `pipespace` does, so that it cannot race with pipe_poll's PIPE_SEL.)
+        cpipe.PIPE_LOCK()
+        let direct = cpipe.pipe_state.contains(.DIRECTW)
+        cpipe.PIPE_UNLOCK()
+        precondition(!direct, "pipespace: resize of direct writes not allowed")
         var size = requested
         var buffer: UnsafeMutableRawPointer?
         var cnt: Int
@@ -239,10 +243,17 @@ final class PipeKernel: @unchecked Sendable {
         return nil
     }
 
-    /// `pipespace`: `pipespace_new` with the I/O lock asserted.
+    /// `pipespace`: `pipespace_new` with the I/O lock asserted. Called without the pipe
+    /// mutex (both callers drop it first, as the seed's do); the seed's KASSERT reads
+    /// `pipe_state` unlocked, which races with `pipe_poll` setting PIPE_SEL under the mutex,
+    /// so the assertion reads it under the mutex (pipe creation and resizes pay one lock,
+    /// no read or write does).
     @discardableResult
     func pipespace(_ cpipe: Pipe, _ size: Int) -> Errno? {
-        precondition(cpipe.pipe_state.contains(.LOCKFL), "Unlocked pipe passed to pipespace")
+        cpipe.PIPE_LOCK()
+        let locked = cpipe.pipe_state.contains(.LOCKFL)
+        cpipe.PIPE_UNLOCK()
+        precondition(locked, "Unlocked pipe passed to pipespace")
         return pipespace_new(cpipe, size)
     }
 
