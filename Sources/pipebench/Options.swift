@@ -7,7 +7,7 @@ import PipeHarness
 /// value (sizes: 64, 4K, 1M, 1G; lists: a,b,c; ranges: 4K..1M doubles, 0..3 counts) and may
 /// be repeated; `run` accepts lists only for --transport.
 struct ParameterOptions: ParsableArguments {
-    @Option(name: .customLong("workload"), help: ArgumentHelp("stream (throughput), pingpong (round-trip latency), pairs (K streams at once), fanin (K writers, one reader multiplexing them) or kva-pressure (stream under a KVA tier).", valueName: "name"))
+    @Option(name: .customLong("workload"), help: ArgumentHelp(WorkloadKind.listed() + ".", valueName: "name"))
     var workload: [String] = []
     @Option(name: .customLong("transport"), help: ArgumentHelp("engine, linux-pipe, linux-vmsplice, unix-socket, spsc-ring, memcpy (comma list).", valueName: "list"))
     var transport: [String] = []

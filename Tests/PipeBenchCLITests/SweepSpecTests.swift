@@ -150,7 +150,9 @@ import Testing
         #expect(points.contains { $0.label == "stream linux-vmsplice kps=128K" })
         #expect(points.contains { $0.label == "stream engine" })
         let vmsplice = try #require(points.first { $0.transport == .linuxVmsplice && $0.kernelPipeSize == 256 << 10 })
-        guard case .stream(let config) = try vmsplice.makeWorkload() else { Issue.record("not a stream"); return }
+        let workload = try vmsplice.makeWorkload()
+        #expect(workload.kind == .stream)
+        let config = try #require(workload.configuration as? StreamConfig)
         #expect(config.options.kernelPipeSize == 256 << 10)
 
         // A single value is still named, so that `run` tables say what the pipe was.

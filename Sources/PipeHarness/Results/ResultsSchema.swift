@@ -109,7 +109,7 @@ public enum ResultsSchema {
         c("order", .integer, .run, "0-based position of this repetition in the run's interleaved sequence (A B C A B C …), for drift."),
         c("warmup_repetitions", .integer, .run, "Warm-up rounds run and discarded before the repetitions."),
         c("repetitions", .integer, .run, "Repetitions of each configuration in the run."),
-        c("workload", .text, .parameter, "`stream` (throughput), `pingpong` (round-trip latency), `pairs` (K streams at once), `fanin` (K writers, one multiplexing reader) or `kva-pressure`."),
+        c("workload", .text, .parameter, WorkloadKind.listed(quote: "`") + "."),
         c("transport", .text, .parameter, "`engine`, `linux-pipe`, `linux-vmsplice`, `unix-socket`, `spsc-ring` or `memcpy`."),
         c("write_size_B", .integer, .parameter, "stream, pairs, fanin: bytes per write call."),
         c("read_size_B", .integer, .parameter, "stream, pairs, fanin: bytes asked for per read call."),

@@ -6,28 +6,34 @@ import Glibc
 /// Every parameter a benchmark configuration has, by the name of its command-line flag and
 /// config-file key. A sweep gives each axis one or more values. The engine's tunables are
 /// not listed here: each is an `EngineTunable` (PipeEngine), declared once, and an axis
-/// `.engine(tunable)`.
+/// `.engine(tunable)`; nor are the parameters of one workload: each is a `WorkloadParameter`
+/// in the workload's folder, and an axis `.parameter(p)`.
 public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, CustomStringConvertible {
-    // workload
+    // common to the workloads
     case workload, transport
     case writeSize, readSize, total
-    case messageSize, iterations, warmupIterations, rate
-    case pairs, pairCPUs, writers, mux
     case kernelPipeSize
     case verify
+    // one workload's own
+    case parameter(WorkloadParameter)
     // engine (PipeConfiguration)
     case engine(EngineTunable)
-    case kvaTier
     // placement
     case writerCPU, readerCPU
     case writerNode, readerNode, memoryNode
 
-    /// Every axis, in the order of the results columns (and of configuration labels).
-    public static let allCases: [SweepAxis] =
-        [.workload, .transport, .writeSize, .readSize, .total, .messageSize, .iterations, .warmupIterations, .rate,
-         .pairs, .pairCPUs, .writers, .mux, .kernelPipeSize, .verify]
-        + EngineTunable.all.map(SweepAxis.engine)
-        + [.kvaTier, .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode]
+    /// Every axis, in the order of the results columns (and of configuration labels): the
+    /// workloads' own parameters (in registry order) after the sizes, those of the
+    /// `[engine]` table after the engine's tunables.
+    public static let allCases: [SweepAxis] = {
+        let own = WorkloadKind.registered.flatMap { $0.parameters }
+        return [.workload, .transport, .writeSize, .readSize, .total]
+            + own.filter { $0.group != "engine" }.map(SweepAxis.parameter)
+            + [.kernelPipeSize, .verify]
+            + EngineTunable.all.map(SweepAxis.engine)
+            + own.filter { $0.group == "engine" }.map(SweepAxis.parameter)
+            + [.writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode]
+    }()
 
     private static let byName = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
 
@@ -44,18 +50,10 @@ public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, Custo
         case .writeSize: return "write-size"
         case .readSize: return "read-size"
         case .total: return "total"
-        case .messageSize: return "message-size"
-        case .iterations: return "iterations"
-        case .warmupIterations: return "warmup-iterations"
-        case .rate: return "rate"
-        case .pairs: return "pairs"
-        case .pairCPUs: return "pair-cpus"
-        case .writers: return "writers"
-        case .mux: return "mux"
         case .kernelPipeSize: return "kernel-pipe-size"
         case .verify: return "verify"
+        case .parameter(let p): return p.name
         case .engine(let t): return t.flag
-        case .kvaTier: return "kva-tier"
         case .writerCPU: return "writer-cpu"
         case .readerCPU: return "reader-cpu"
         case .writerNode: return "writer-node"
@@ -70,27 +68,27 @@ public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, Custo
 
     public var kind: Kind {
         switch self {
-        case .writeSize, .readSize, .total, .messageSize, .kernelPipeSize:
+        case .writeSize, .readSize, .total, .kernelPipeSize:
             return .size
+        case .parameter(let p): return p.kind
         case .engine(let t):
             if case .size = t.kind { return .size }
             return .text
-        case .iterations, .warmupIterations, .pairs, .writers, .kvaTier, .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
+        case .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
             return .integer
-        case .rate: return .number
-        case .workload, .transport, .verify, .pairCPUs, .mux: return .text
+        case .workload, .transport, .verify: return .text
         }
     }
 
     /// The config-file table the key may also appear under (`[engine]`, `[workload]`, `[placement]`).
     public var group: String {
         switch self {
-        case .workload, .transport, .writeSize, .readSize, .total, .messageSize, .iterations, .warmupIterations, .rate, .verify,
-             .pairs, .writers, .mux, .kernelPipeSize:
+        case .workload, .transport, .writeSize, .readSize, .total, .verify, .kernelPipeSize:
             return "workload"
-        case .engine, .kvaTier:
+        case .parameter(let p): return p.group
+        case .engine:
             return "engine"
-        case .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode, .pairCPUs:
+        case .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
             return "placement"
         }
     }
@@ -102,15 +100,13 @@ public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, Custo
         switch self {
         case .writeSize: return "w"
         case .readSize: return "r"
-        case .messageSize: return "msg"
+        case .parameter(let p): return p.short
         case .engine(let t): return t.label
         case .writerCPU: return "wcpu"
         case .readerCPU: return "rcpu"
         case .writerNode: return "wnode"
         case .readerNode: return "rnode"
         case .memoryNode: return "mnode"
-        case .kvaTier: return "kva"
-        case .pairCPUs: return "cpus"
         case .kernelPipeSize: return "kps"
         default: return rawValue
         }
@@ -119,15 +115,13 @@ public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, Custo
     /// Expands one flag or config value (`64,4K..1M`, `engine,linux-pipe`, `0..3`) into the
     /// canonical spelling of each value; sizes come out as `SizeSpec.format` spells them.
     public func expand(_ text: String) throws -> [String] {
+        if case .parameter(let p) = self, let expand = p.expandText { return try expand(text) }
         switch kind {
         case .size:
             if self == .total, text.trimmingWhitespace().lowercased() == "auto" { return ["auto"] }
             return try ListSpec.sizes(text, flag: flag).map(SizeSpec.format)
         case .integer:
             return try ListSpec.integers(text, flag: flag).map(String.init)
-        case .text where self == .pairCPUs:
-            // Commas separate the pairs of one layout; several layouts: repeat the flag.
-            return [try PairCPUs.parse(text).description]
         case .text, .number:
             return ListSpec.unique(try ListSpec.items(text, flag: flag))
         }
@@ -166,48 +160,10 @@ extension EngineTunable {
 /// The workloads the CLI knows by name.
 public let knownWorkloads = WorkloadKind.allCases.map(\.rawValue)
 
-/// The CPUs of each pair of the pairs workload: `W:R,W:R,…` (writer CPU, reader CPU; one entry
-/// per pair, or one entry for every pair), or `spread` (round-robin over the usable CPUs,
-/// `Placement.spread`).
-public enum PairCPUs: Sendable, Hashable, CustomStringConvertible {
-    case explicit([PairCPU])
-    case spread
-
-    public struct PairCPU: Sendable, Hashable {
-        public var writer: Int
-        public var reader: Int
-    }
-
-    public static func parse(_ text: String) throws -> PairCPUs {
-        let t = text.trimmingWhitespace()
-        if t == "spread" { return .spread }
-        let bad = SweepError("--pair-cpus '\(text)': give WRITER:READER CPUs per pair separated by commas, e.g. 0:1,1:0 (one entry applies to every pair), or spread")
-        var out: [PairCPU] = []
-        for item in t.split(separator: ",", omittingEmptySubsequences: false) {
-            let sides = item.split(separator: ":", omittingEmptySubsequences: false).map { String($0).trimmingWhitespace() }
-            guard sides.count == 2, let w = Int(sides[0]), let r = Int(sides[1]), w >= 0, r >= 0 else { throw bad }
-            out.append(PairCPU(writer: w, reader: r))
-        }
-        guard !out.isEmpty else { throw bad }
-        return .explicit(out)
-    }
-
-    public var description: String {
-        switch self {
-        case .spread: return "spread"
-        case .explicit(let xs): return xs.map { "\($0.writer):\($0.reader)" }.joined(separator: ",")
-        }
-    }
-
-    /// Every CPU named.
-    public var cpus: [Int] {
-        if case .explicit(let xs) = self { return xs.flatMap { [$0.writer, $0.reader] } }
-        return []
-    }
-}
-
 /// One fully specified configuration: what to measure, over which transport, with which
-/// engine tunables and placement. Nil engine fields keep PipeConfiguration's defaults.
+/// engine tunables and placement. Nil engine fields keep PipeConfiguration's defaults. The
+/// workloads' own parameters are kept as canonical text (`self[parameter]`); each workload's
+/// folder gives them typed names (`messageSize`, `writers`).
 public struct SweepPoint: Sendable, Hashable {
     public var workload: WorkloadKind = .stream
     public var transport: TransportKind = .engine
@@ -216,18 +172,6 @@ public struct SweepPoint: Sendable, Hashable {
     public var readSize: Int?
     /// Nil: automatic (`autoTotal`).
     public var totalBytes: Int?
-    public var messageSize = 1
-    public var iterations = 10_000
-    /// Nil: min(1000, iterations / 10).
-    public var warmupIterations: Int?
-    public var rate: Double?
-    /// pairs: K writer/reader pairs.
-    public var pairs = 2
-    /// pairs: each pair's CPUs; nil places every pair as --writer-cpu/--reader-cpu say.
-    public var pairCPUs: PairCPUs?
-    /// fanin: K writers into one reader.
-    public var writers = 4
-    public var mux: FanInMux = .poll
     /// linux-pipe, linux-vmsplice: F_SETPIPE_SZ for every kernel pipe; nil keeps the kernel
     /// default (64 KiB).
     public var kernelPipeSize: Int?
@@ -235,7 +179,8 @@ public struct SweepPoint: Sendable, Hashable {
     /// The engine tunables this point sets (`EngineTunable` value); the others keep
     /// PipeConfiguration's defaults.
     public var engine: [EngineTunable: Int] = [:]
-    public var kvaTier: Int?
+    /// The workloads' own parameters that differ from their defaults, by name, as canonical text.
+    private var own: [String: String] = [:]
     public var writerCPU: Int?
     public var readerCPU: Int?
     public var writerNode: Int?
@@ -246,14 +191,22 @@ public struct SweepPoint: Sendable, Hashable {
 
     public init() {}
 
-    /// Streams running at once: pairs for pairs, writers for fanin, else 1.
-    public var concurrentStreams: Int {
-        switch workload {
-        case .pairs: return pairs
-        case .fanin: return writers
-        default: return 1
-        }
+    /// A workload parameter's canonical text: the value set, else its default (nil: unset).
+    /// Setting the default (or nil) forgets the value, so equal configurations are equal points.
+    public subscript(_ parameter: WorkloadParameter) -> String? {
+        get { own[parameter.name] ?? parameter.defaultValue }
+        set { own[parameter.name] = newValue == parameter.defaultValue ? nil : newValue }
     }
+
+    /// A workload parameter that is a size or a whole number, as a number.
+    public func size(_ parameter: WorkloadParameter) -> Int? { self[parameter].flatMap { try? SizeSpec.parse($0) } }
+    public func integer(_ parameter: WorkloadParameter) -> Int? { self[parameter].flatMap { Int($0) } }
+
+    /// The workload's definition.
+    public var definition: any WorkloadDefinition.Type { workload.definition }
+
+    /// Streams running at once: pairs for pairs, writers for fanin, else 1.
+    public var concurrentStreams: Int { definition.concurrentStreams(self) }
 
     /// The bytes per stream when none is given: 2048 writes, at least 16 MiB, at most 256 MiB
     /// in all; pairs and fanin split that among their streams (at least 1 MiB each).
@@ -263,17 +216,13 @@ public struct SweepPoint: Sendable, Hashable {
     }
     public var effectiveTotal: Int { totalBytes ?? autoTotal }
     public var effectiveReadSize: Int { readSize ?? writeSize }
-    public var effectiveWarmupIterations: Int { warmupIterations ?? min(1000, iterations / 10) }
 
     /// Sets one parameter from its canonical text (as `SweepAxis.expand` produces it).
     public mutating func apply(_ axis: SweepAxis, _ text: String) throws {
         func size() throws -> Int {
             do { return try SizeSpec.parse(text) } catch let e as SweepError { throw SweepError("\(axis.flag): \(e.message)") }
         }
-        func int() throws -> Int {
-            guard let v = Int(text) else { throw SweepError("\(axis.flag): '\(text)' is not a whole number") }
-            return v
-        }
+        func int() throws -> Int { try WorkloadParameter.wholeNumber(text, axis.flag) }
         func positive(_ v: Int) throws -> Int {
             guard v > 0 else { throw SweepError("\(axis.flag) \(text): must be positive") }
             return v
@@ -296,38 +245,13 @@ public struct SweepPoint: Sendable, Hashable {
         case .writeSize: writeSize = try positive(size())
         case .readSize: readSize = try positive(size())
         case .total: totalBytes = text == "auto" ? nil : try positive(size())
-        case .messageSize: messageSize = try positive(size())
-        case .iterations: iterations = try positive(int())
-        case .warmupIterations: warmupIterations = try nonNegative(int())
-        case .rate:
-            guard let r = Double(text), r > 0, r.isFinite else {
-                throw SweepError("--rate '\(text)': give messages per second as a positive number, e.g. --rate 10000")
-            }
-            rate = r
-        case .pairs:
-            let v = try positive(int())
-            guard v <= 512 else { throw SweepError("--pairs \(text): at most 512 pairs (1024 threads)") }
-            pairs = v
-        case .pairCPUs: pairCPUs = try PairCPUs.parse(text)
-        case .writers:
-            let v = try positive(int())
-            guard v <= 512 else { throw SweepError("--writers \(text): at most 512 writers") }
-            writers = v
-        case .mux:
-            guard let m = FanInMux(rawValue: text) else {
-                throw SweepError("--mux '\(text)' is unknown; use one of: \(FanInMux.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            mux = m
         case .kernelPipeSize:
             let v = try size()
             try Self.checkKernelPipeSize(v)
             kernelPipeSize = v
         case .verify: verify = try Self.onOff(text, axis)
+        case .parameter(let p): self[p] = try p.accept(text)
         case .engine(let t): engine[t] = try t.parse(text)
-        case .kvaTier:
-            let v = try int()
-            guard (0...100).contains(v) else { throw SweepError("--kva-tier \(text): a tier is a percentage of maxpipekva, 0 to 100") }
-            kvaTier = v
         case .writerCPU: writerCPU = try nonNegative(int())
         case .readerCPU: readerCPU = try nonNegative(int())
         case .writerNode: writerNode = try nonNegative(int())
@@ -380,50 +304,30 @@ public struct SweepPoint: Sendable, Hashable {
     }
 
     /// The engine configuration this point asks for (defaults where nil), not yet validated.
-    /// kva-pressure defaults maxpipekva to its own small arena (4 MiB) so that ballast is cheap.
+    /// A workload may have defaults of its own (kva-pressure: a small arena, so that ballast
+    /// is cheap).
     public var engineConfiguration: PipeConfiguration {
         var c = PipeConfiguration()
-        if workload == .kvaPressure { c.maxpipekva = KVAPressureConfig.defaultMaxpipekva }
+        definition.engineDefaults(&c)
         for (t, v) in engine { t.set(v, in: &c) }
         return c
     }
 
     /// Checks everything that can be checked without running: the engine's own validation of
-    /// its tunables, combinations the harness cannot measure, and missing harness pieces.
+    /// its tunables, the workload's own checks (`WorkloadDefinition.validate`), and
+    /// parameters given for a transport they do not apply to.
     public func validate() throws {
         do {
             try engineConfiguration.validate()
         } catch {
             throw SweepError("invalid engine configuration: \(error.message)\(Self.flagHint(error.message))")
         }
-        if workload == .kvaPressure && transport != .engine {
-            throw SweepError("--workload kva-pressure fills the engine's KVA, so it runs on --transport engine only (got \(transport.rawValue))")
+        for p in WorkloadKind.registered.flatMap({ $0.parameters }) where p.owner != workload && own[p.name] != nil && p.refusedElsewhere {
+            throw SweepError("\(p.flag) applies to --workload \(p.owner) (got \(workload)); add --workload \(p.owner) or leave out \(p.flag)")
         }
-        if kvaTier != nil && workload != .kvaPressure {
-            throw SweepError("--kva-tier applies to --workload kva-pressure (got \(workload)); add --workload kva-pressure or leave out --kva-tier")
-        }
-        if workload == .pingpong && transport == .memcpy {
-            throw SweepError("--transport memcpy has no pingpong (it is one thread copying); use it with --workload stream")
-        }
-        if workload == .pairs && transport == .memcpy {
-            throw SweepError("--transport memcpy has no pairs (it is one thread copying); use it with --workload stream")
-        }
-        if workload == .fanin && !FanInConfig.transports.contains(transport) {
-            throw SweepError("--workload fanin runs over --transport \(FanInConfig.transports.map(\.rawValue).joined(separator: " or ")) (got \(transport.rawValue))")
-        }
-        if workload == .fanin && mux == .kqueue && transport != .engine {
-            throw SweepError("--mux kqueue is the engine's; Linux has no kqueue, so --transport \(transport.rawValue) takes --mux poll")
-        }
-        if workload == .pairs, case .explicit(let xs)? = pairCPUs {
-            guard xs.count == 1 || xs.count == pairs else {
-                throw SweepError("--pair-cpus \(pairCPUs!): \(xs.count) pairs of CPUs for --pairs \(pairs); give one per pair, or one for all")
-            }
-        }
+        try definition.validate(self)
         if kernelPipeSize != nil && !Self.kernelPipeTransports.contains(transport) {
             throw SweepError("--kernel-pipe-size sets F_SETPIPE_SZ, so it applies to --transport linux-pipe or linux-vmsplice (got \(transport.rawValue))")
-        }
-        if workload == .pairs && pairCPUs != nil && (writerCPU != nil || readerCPU != nil) {
-            throw SweepError("--pair-cpus and --writer-cpu/--reader-cpu both place the pairs; give one or the other")
         }
     }
 
@@ -446,7 +350,7 @@ public struct SweepPoint: Sendable, Hashable {
         }
         let cpuCount = env.onlineCPUs
         var named = [(SweepAxis.writerCPU, writerCPU), (.readerCPU, readerCPU)]
-        if workload == .pairs, let pairCPUs { named += pairCPUs.cpus.map { (.pairCPUs, $0) } }
+        named += definition.namedCPUs(self).map { ($0.0, Optional($0.1)) }
         for (axis, cpu) in named {
             if let cpu, cpu >= cpuCount {
                 throw SweepError("\(axis.flag) \(cpu): no such CPU; this machine has CPUs 0-\(cpuCount - 1)")
@@ -460,7 +364,7 @@ public struct SweepPoint: Sendable, Hashable {
                 throw SweepError("\(axis.flag) \(node): no such NUMA node; this machine has node\(nodes.count == 1 ? "" : "s") \(nodeList)")
             }
         }
-        for p in workload == .pairs ? pairPlacements : [placement] where !p.isUnplaced {
+        for p in definition.placements(self) where !p.isUnplaced {
             do { try p.validate() } catch let e as HarnessError {
                 throw SweepError("placement: \(e.description)")
             }
@@ -474,59 +378,15 @@ public struct SweepPoint: Sendable, Hashable {
         return p
     }
 
-    /// One placement per pair: `pairCPUs` (with the node flags), else `placement` for every
-    /// pair, else none.
-    public var pairPlacements: [Placement] {
-        switch pairCPUs {
-        case .explicit(let xs)?:
-            return (0..<pairs).map { i in
-                var p = placement
-                let c = xs.count == 1 ? xs[0] : xs[i]
-                p.writerCPU = c.writer
-                p.readerCPU = c.reader
-                return p
-            }
-        case .spread?:
-            return Placement.spread(pairs: pairs, over: Topology.usableCPUList()).map { s in
-                var p = placement
-                p.writerCPU = s.writerCPU
-                p.readerCPU = s.readerCPU
-                return p
-            }
-        case nil:
-            return placement.isUnplaced ? [] : [Placement](repeating: placement, count: pairs)
-        }
+    /// The options every transport is built with.
+    public var transportOptions: TransportOptions {
+        TransportOptions(kernelPipeSize: kernelPipeSize, engine: EngineOptions(configuration: engineConfiguration))
     }
 
     /// The harness workload this point describes.
     public func makeWorkload() throws -> Workload {
         try validate()
-        let options = TransportOptions(kernelPipeSize: kernelPipeSize, engine: EngineOptions(configuration: engineConfiguration))
-        switch workload {
-        case .stream, .kvaPressure:
-            let stream = StreamConfig(
-                transport: transport, options: options, totalBytes: effectiveTotal,
-                writeSize: writeSize, readSize: effectiveReadSize,
-                verify: verify, placement: placement)
-            if workload == .stream { return .stream(stream) }
-            return .kvaPressure(KVAPressureConfig(
-                tierPercent: kvaTier ?? 0, stream: stream, maxpipekva: engineConfiguration.maxpipekva))
-        case .pingpong:
-            return .pingpong(PingPongConfig(
-                transport: transport, options: options, messageSize: messageSize,
-                iterations: iterations, warmupIterations: effectiveWarmupIterations,
-                verify: verify, ratePerSecond: rate, placement: placement))
-        case .pairs:
-            return .pairs(PairsConfig(
-                transport: transport, options: options, pairs: pairs, bytesPerPair: effectiveTotal,
-                writeSize: writeSize, readSize: effectiveReadSize, verify: verify, placements: pairPlacements))
-        case .fanin:
-            return .fanin(FanInConfig(
-                transport: transport, options: options, writers: writers, bytesPerWriter: effectiveTotal,
-                writeSize: writeSize, readSize: effectiveReadSize, mux: mux, verify: verify, placement: placement))
-        default:
-            throw SweepError("--workload '\(workload)' is unknown; use one of: \(knownWorkloads.joined(separator: ", "))")
-        }
+        return definition.makeWorkload(self)
     }
 
     /// Canonical text of one parameter (nil: not set).
@@ -537,18 +397,10 @@ public struct SweepPoint: Sendable, Hashable {
         case .writeSize: return SizeSpec.format(writeSize)
         case .readSize: return readSize.map(SizeSpec.format)
         case .total: return totalBytes.map(SizeSpec.format)
-        case .messageSize: return SizeSpec.format(messageSize)
-        case .iterations: return String(iterations)
-        case .warmupIterations: return warmupIterations.map(String.init)
-        case .rate: return rate.map { $0 == $0.rounded() ? String(Int($0)) : String($0) }
-        case .pairs: return String(pairs)
-        case .pairCPUs: return pairCPUs?.description
-        case .writers: return String(writers)
-        case .mux: return mux.rawValue
         case .kernelPipeSize: return kernelPipeSize.map(SizeSpec.format)
         case .verify: return verify ? "on" : "off"
+        case .parameter(let p): return self[p]
         case .engine(let t): return engine[t].map(t.format)
-        case .kvaTier: return kvaTier.map(String.init)
         case .writerCPU: return writerCPU.map(String.init)
         case .readerCPU: return readerCPU.map(String.init)
         case .writerNode: return writerNode.map(String.init)
@@ -560,9 +412,9 @@ public struct SweepPoint: Sendable, Hashable {
     /// "stream engine w=4K md=8K": the workload and transport, then every axis in `varying`.
     public func describe(varying: [SweepAxis]) -> String {
         var parts = [workload.rawValue, transport.rawValue]
-        // The shape of a pairs or fanin run is always named.
-        // So is a kernel pipe size other than the default.
-        let always: [SweepAxis] = (workload == .pairs ? [.pairs] : workload == .fanin ? [.writers, .mux] : []) + [.kernelPipeSize]
+        // The shape of a multi-stream run is always named, and so is a kernel pipe size other
+        // than the default.
+        let always = definition.alwaysLabelled + [.kernelPipeSize]
         for axis in SweepAxis.allCases where axis != .workload && axis != .transport
             && (varying.contains(axis) || always.contains(axis)) {
             if let v = value(axis) { parts.append("\(axis.short)=\(v)") }
@@ -571,21 +423,22 @@ public struct SweepPoint: Sendable, Hashable {
     }
 }
 
+extension WorkloadDefinition {
+    /// The workload of a validated point.
+    static func makeWorkload(_ point: SweepPoint) -> Workload {
+        workload(configuration(point, options: point.transportOptions))
+    }
+}
+
 extension SweepPoint {
     /// Whether a parameter means anything for this point's workload and transport.
     public func applies(_ axis: SweepAxis) -> Bool {
-        if axis == .kvaTier { return workload == .kvaPressure }
-        switch axis.group {
-        case "engine": return transport == .engine
-        default: break
-        }
         switch axis {
-        case .writeSize, .readSize, .total: return [.stream, .kvaPressure, .pairs, .fanin].contains(workload)
-        case .pairs, .pairCPUs: return workload == .pairs
+        case .parameter(let p): return p.owner == workload
+        case .engine: return transport == .engine
+        case .writeSize, .readSize, .total: return definition.usesStreamSizes
         case .kernelPipeSize: return Self.kernelPipeTransports.contains(transport)
-        case .writers, .mux: return workload == .fanin
-        case .messageSize, .iterations, .warmupIterations, .rate: return workload == .pingpong
-        case .readerCPU: return !(workload == .stream && transport == .memcpy)
+        case .readerCPU: return transport != .memcpy
         default: return true
         }
     }
@@ -595,15 +448,11 @@ extension SweepPoint {
         var p = self
         let d = SweepPoint()
         if transport != .engine { p.engine = [:] }
-        if workload == .kvaPressure && kvaTier == nil { p.kvaTier = 0 }
-        if workload != .kvaPressure { p.kvaTier = nil }
         if !applies(.writeSize) { p.writeSize = d.writeSize; p.readSize = nil; p.totalBytes = nil }
-        if !applies(.messageSize) { p.messageSize = d.messageSize; p.iterations = d.iterations; p.warmupIterations = nil; p.rate = nil }
         if !applies(.readerCPU) { p.readerCPU = nil }
-        if !applies(.pairs) { p.pairs = d.pairs; p.pairCPUs = nil }
-        if !applies(.writers) { p.writers = d.writers; p.mux = d.mux }
         if !applies(.kernelPipeSize) { p.kernelPipeSize = nil }
-        if workload == .fanin && transport != .engine { p.mux = .poll }   // Linux has only poll
+        for name in p.own.keys where !(definition.parameters.contains { $0.name == name }) { p.own[name] = nil }
+        definition.normalize(&p)
         p.label = ""
         return p
     }

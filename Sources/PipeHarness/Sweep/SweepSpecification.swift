@@ -35,23 +35,8 @@ public struct SweepSpecification: Sendable {
     /// points.
     public func points() throws -> [SweepPoint] {
         var base = self.base
-        if values(of: .kvaTier) != nil {
-            if let workloads = values(of: .workload) {
-                guard workloads.contains(WorkloadKind.kvaPressure.rawValue) else {
-                    throw SweepError("--kva-tier applies to --workload kva-pressure; add it to --workload or leave out --kva-tier")
-                }
-            } else {
-                base.workload = .kvaPressure   // --kva-tier alone means the kva-pressure workload
-            }
-        }
-        // kqueue is the engine's: in a sweep with Linux transports too it applies to the engine
-        // points only (the others poll), but with no engine transport at all it is refused.
-        if values(of: .mux)?.contains(FanInMux.kqueue.rawValue) == true,
-           !(values(of: .transport) ?? [base.transport.rawValue]).contains(TransportKind.engine.rawValue) {
-            let t = (values(of: .transport) ?? [base.transport.rawValue]).joined(separator: ",")
-            throw SweepError("--mux kqueue is the engine's; Linux has no kqueue, so --transport \(t) takes --mux poll")
-        }
-        // Like kqueue: dropped from the points it does not apply to, refused if it applies to none.
+        for workload in WorkloadKind.registered { try workload.prepare(self, base: &base) }
+        // Dropped from the points it does not apply to, refused if it applies to none.
         if values(of: .kernelPipeSize) != nil {
             let ts = values(of: .transport) ?? [base.transport.rawValue]
             let kernel = SweepPoint.kernelPipeTransports.map(\.rawValue)

@@ -1,42 +1,3 @@
-/// One thing to measure.
-public enum Workload: Sendable {
-    case stream(StreamConfig)
-    case pingpong(PingPongConfig)
-    /// K writer/reader pairs at once; summarised by aggregate throughput.
-    case pairs(PairsConfig)
-    /// A stream in an engine whose KVA is filled to a tier; summarised by its throughput
-    /// (0 for the exhausted tier, where no pipe can be made: see the result's `workloadError`).
-    case kvaPressure(KVAPressureConfig)
-    /// K writers into one reader multiplexing them (poll or kqueue); summarised by aggregate
-    /// throughput.
-    case fanin(FanInConfig)
-
-    /// The number each repetition is summarised by: stream throughput in bytes per second
-    /// (higher is better), pingpong median round trip in ns (lower is better). The full
-    /// per-repetition results are kept beside it.
-    public var metricName: String {
-        switch self {
-        case .stream: return "throughput"
-        case .pingpong: return "p50 round trip"
-        case .pairs: return "aggregate throughput"
-        case .kvaPressure: return "throughput"
-        case .fanin: return "aggregate throughput"
-        }
-    }
-    public var unit: String {
-        switch self {
-        case .stream, .pairs, .kvaPressure, .fanin: return "B/s"
-        case .pingpong: return "ns"
-        }
-    }
-    public var higherIsBetter: Bool {
-        switch self {
-        case .stream, .pairs, .kvaPressure, .fanin: return true
-        case .pingpong: return false
-        }
-    }
-}
-
 /// A named workload: the unit the runner repeats and compares.
 public struct RunConfiguration: Sendable {
     public var name: String
@@ -48,21 +9,36 @@ public struct RunConfiguration: Sendable {
 }
 
 /// One measured repetition.
-public struct Repetition: Codable, Sendable {
+public struct Repetition: Encodable, Sendable {
     /// Position in the whole run's sequence (0-based, across configurations), to look for drift.
     public var order: Int
+    /// The workload's metric (`WorkloadDefinition.metric`).
     public var value: Double
-    public var stream: StreamResult?
-    public var pingpong: PingPongResult?
-    public var pairs: PairsResult? = nil
-    public var kvaPressure: KVAPressureResult? = nil
-    public var fanin: FanInResult? = nil
+    /// Everything the repetition measured (`StreamResult`, `PingPongResult`, …).
+    public var result: any WorkloadResult
     /// The larger of the core-to-core round trips measured just before and just after this
     /// repetition, ns: above the run's usual value, the host moved the vCPUs during it.
     public var probeNs: Double? = nil
+
+    public init(order: Int = 0, result: any WorkloadResult, probeNs: Double? = nil) {
+        self.order = order
+        self.value = result.value
+        self.result = result
+        self.probeNs = probeNs
+    }
+
+    enum CodingKeys: String, CodingKey { case order, value, result, probeNs }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(order, forKey: .order)
+        try c.encode(value, forKey: .value)
+        try result.encode(to: c.superEncoder(forKey: .result))
+        try c.encodeIfPresent(probeNs, forKey: .probeNs)
+    }
 }
 
-public struct ConfigurationReport: Codable, Sendable {
+public struct ConfigurationReport: Encodable, Sendable {
     public var name: String
     public var metric: String
     public var unit: String
@@ -82,7 +58,7 @@ public struct Comparison: Codable, Sendable {
     public var mannWhitney: MannWhitneyResult?
 }
 
-public struct RunReport: Codable, Sendable {
+public struct RunReport: Encodable, Sendable {
     public var environment: EnvironmentInfo?
     public var coreProbeBefore: CoreProbeResult?
     public var coreProbeAfter: CoreProbeResult?
@@ -146,20 +122,7 @@ public struct Runner: Sendable {
 
     /// The probe used when none is given.
     public static func defaultProbe(for configurations: [RunConfiguration]) -> Probe {
-        if let first = configurations.first {
-            switch first.workload {
-            case .stream(let c):
-                if let a = c.writerCPU, let b = c.readerCPU { return Probe(cpuA: a, cpuB: b) }
-            case .pingpong(let c):
-                if let a = c.clientCPU, let b = c.serverCPU { return Probe(cpuA: a, cpuB: b) }
-            case .pairs(let c):
-                if let p = c.placements.first, let a = p.writerCPU, let b = p.readerCPU { return Probe(cpuA: a, cpuB: b) }
-            case .kvaPressure(let c):
-                if let a = c.stream.writerCPU, let b = c.stream.readerCPU { return Probe(cpuA: a, cpuB: b) }
-            case .fanin(let c):
-                if let a = c.placement.writerCPU, let b = c.placement.readerCPU { return Probe(cpuA: a, cpuB: b) }
-            }
-        }
+        if let (a, b) = configurations.first?.workload.probeCPUs { return Probe(cpuA: a, cpuB: b) }
         let cpus = Topology.usableCPUList()
         return Probe(cpuA: cpus.first ?? 0, cpuB: cpus.count > 1 ? cpus[1] : (cpus.first ?? 0))
     }
@@ -230,51 +193,6 @@ public struct Runner: Sendable {
     /// One repetition. A verified run that delivered a wrong or missing byte is an error: its
     /// timing measures a broken transport.
     public static func measure(_ workload: Workload) throws -> Repetition {
-        switch workload {
-        case .stream(let config):
-            let r = try StreamWorkload.run(config)
-            if config.verify {
-                if let m = r.firstMismatch { throw HarnessError.integrity(offset: m.offset, expected: m.expected, actual: m.actual) }
-                if r.bytesReceived != r.totalBytes { throw HarnessError.unexpectedEOF(expected: r.totalBytes, received: r.bytesReceived) }
-            }
-            return Repetition(order: 0, value: r.bytesPerSecond, stream: r, pingpong: nil)
-        case .pingpong(let config):
-            let r = try PingPongWorkload.run(config).result
-            if config.verify, let m = r.firstMismatch {
-                throw HarnessError.integrity(offset: m.offset, expected: m.expected, actual: m.actual)
-            }
-            return Repetition(order: 0, value: Double(r.latency.p50), stream: nil, pingpong: r)
-        case .pairs(let config):
-            let r = try PairsWorkload.run(config)
-            if config.verify {
-                for p in r.perPair {
-                    if let m = p.firstMismatch {
-                        throw HarnessError.integrity(offset: m.offset, expected: m.expected, actual: m.actual)
-                    }
-                    if p.bytesReceived != p.totalBytes {
-                        throw HarnessError.unexpectedEOF(expected: p.totalBytes, received: p.bytesReceived)
-                    }
-                }
-            }
-            return Repetition(order: 0, value: r.aggregateBytesPerSecond, stream: nil, pingpong: nil, pairs: r)
-        case .kvaPressure(let config):
-            let r = try KVAPressureWorkload.run(config)
-            if config.stream.verify, let s = r.stream {
-                if let m = s.firstMismatch { throw HarnessError.integrity(offset: m.offset, expected: m.expected, actual: m.actual) }
-                if s.bytesReceived != s.totalBytes { throw HarnessError.unexpectedEOF(expected: s.totalBytes, received: s.bytesReceived) }
-            }
-            return Repetition(order: 0, value: r.bytesPerSecond, stream: r.stream, pingpong: nil, kvaPressure: r)
-        case .fanin(let config):
-            let r = try FanInWorkload.run(config)
-            if config.verify {
-                if let m = r.mismatches.first?.mismatch {
-                    throw HarnessError.integrity(offset: m.offset, expected: m.expected, actual: m.actual)
-                }
-                if let short = r.perWriterBytes.first(where: { $0 != r.bytesPerWriter }) {
-                    throw HarnessError.unexpectedEOF(expected: r.bytesPerWriter, received: short)
-                }
-            }
-            return Repetition(order: 0, value: r.aggregateBytesPerSecond, stream: nil, pingpong: nil, fanin: r)
-        }
+        Repetition(result: try workload.measure())
     }
 }
