@@ -37,9 +37,7 @@ public enum CoreProbe {
         let barrier = SpinBarrier(parties: 2)
 
         let responder = try WorkerThread<Int>.start {
-            let pinError: Error?
-            do { try pinCurrentThread(cpuB); pinError = nil } catch { pinError = error }
-            guard barrier.arriveAndWait(failed: pinError != nil) else { throw pinError ?? HarnessError.peerClosed("core probe initiator failed to start") }
+            try startTogether(barrier, cpu: cpuB, node: nil, peerFailed: "core probe initiator failed to start") {}
             let cpu = Int(pb_sched_getcpu())
             for j in 0..<total {
                 var spins = 0
@@ -51,9 +49,7 @@ public enum CoreProbe {
         let initiator: WorkerThread<(Int, [Double])>
         do {
             initiator = try WorkerThread<(Int, [Double])>.start {
-                let pinError: Error?
-                do { try pinCurrentThread(cpuA); pinError = nil } catch { pinError = error }
-                guard barrier.arriveAndWait(failed: pinError != nil) else { throw pinError ?? HarnessError.peerClosed("core probe responder failed to start") }
+                try startTogether(barrier, cpu: cpuA, node: nil, peerFailed: "core probe responder failed to start") {}
                 let cpu = Int(pb_sched_getcpu())
                 var perRoundTrip: [Double] = []
                 perRoundTrip.reserveCapacity(batches)

@@ -17,8 +17,11 @@ public final class EngineChannel: ByteChannel, @unchecked Sendable {
     public let system: PipeSystem
     public let readFD: Int32
     public let writeFD: Int32
+    /// Names the channel in error messages when there are many ("fanin pipe 3"); "" for one.
+    public let what: String
 
     public init(_ options: EngineOptions) throws {
+        what = ""
         do {
             system = try PipeSystem(options.configuration)
         } catch {
@@ -31,13 +34,15 @@ public final class EngineChannel: ByteChannel, @unchecked Sendable {
         }
     }
 
-    /// Shares `system` with other channels (the kva-pressure workload fills it first).
-    public init(system: PipeSystem) throws {
+    /// Shares `system` with other channels (the kva-pressure workload fills it first; the
+    /// fan-in's pipes are all in one).
+    public init(system: PipeSystem, what: String = "") throws {
         self.system = system
+        self.what = what
         do {
             (readFD, writeFD) = try system.pipe2()
         } catch {
-            throw HarnessError.system(call: "pipe2 (engine)", errno: error.rawValue, context: "")
+            throw HarnessError.system(call: "pipe2 (engine)", errno: error.rawValue, context: what)
         }
     }
 
@@ -48,9 +53,9 @@ public final class EngineChannel: ByteChannel, @unchecked Sendable {
             } catch .interrupted {
                 continue
             } catch .brokenPipe {
-                throw HarnessError.peerClosed("engine write: the read end is closed (EPIPE)")
+                throw HarnessError.peerClosed("engine write\(what.isEmpty ? "" : " (\(what))"): the read end is closed (EPIPE)")
             } catch {
-                throw HarnessError.system(call: "write (engine)", errno: error.rawValue, context: "")
+                throw HarnessError.system(call: "write (engine)", errno: error.rawValue, context: what)
             }
         }
     }
@@ -62,7 +67,7 @@ public final class EngineChannel: ByteChannel, @unchecked Sendable {
             } catch .interrupted {
                 continue
             } catch {
-                throw HarnessError.system(call: "read (engine)", errno: error.rawValue, context: "")
+                throw HarnessError.system(call: "read (engine)", errno: error.rawValue, context: what)
             }
         }
     }

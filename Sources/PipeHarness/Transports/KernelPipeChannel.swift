@@ -26,9 +26,12 @@ public final class KernelPipeChannel: ByteChannel {
     private(set) var writeFD: Int32
     /// The capacity the kernel reports (F_GETPIPE_SZ) after any resize.
     public let pipeSize: Int
+    /// Names the channel in error messages ("linux-pipe", "fanin linux-pipe 3").
+    public let what: String
 
-    public init(pipeSize requested: Int? = nil) throws {
-        (readFD, writeFD, pipeSize) = try openKernelPipe(what: "linux-pipe", size: requested)
+    public init(pipeSize requested: Int? = nil, what: String = "linux-pipe") throws {
+        self.what = what
+        (readFD, writeFD, pipeSize) = try openKernelPipe(what: what, size: requested)
     }
 
     deinit {
@@ -37,11 +40,11 @@ public final class KernelPipeChannel: ByteChannel {
     }
 
     public func write(_ base: UnsafeRawPointer, _ count: Int) throws -> Int {
-        try FD.write(writeFD, base, count, what: "linux-pipe")
+        try FD.write(writeFD, base, count, what: what)
     }
 
     public func read(_ base: UnsafeMutableRawPointer, _ count: Int) throws -> Int {
-        try FD.read(readFD, base, count, what: "linux-pipe")
+        try FD.read(readFD, base, count, what: what)
     }
 
     public func closeWriteEnd() { FD.close(&writeFD) }

@@ -166,3 +166,45 @@ final class FinishLine: @unchecked Sendable {
         while remaining.load() > 0 { nanosleep(&request, nil) }
     }
 }
+
+/// How every measuring thread starts: it places itself (CPU, NUMA node), then prepares what
+/// it needs — its buffers, so that they are allocated and touched where it now runs — and
+/// then waits at `barrier` with the others, saying whether it got ready. A thread that failed
+/// throws its own error; the others learn the run is off and throw `peerFailed`.
+func startTogether<Prepared>(
+    _ barrier: SpinBarrier, cpu: Int?, node: Int?, peerFailed: @autoclosure () -> String,
+    prepare: () throws -> Prepared
+) throws -> Prepared {
+    let setup = Swift.Result { () throws -> Prepared in
+        try applyThreadPlacement(cpu: cpu, node: node)
+        return try prepare()
+    }
+    guard barrier.arriveAndWait(failed: (try? setup.get()) == nil) else {
+        if case .failure(let e) = setup { throw e }
+        throw HarnessError.peerClosed(peerFailed())
+    }
+    return try setup.get()
+}
+
+/// One thread's own clocks over its measured work: wall time (CLOCK_MONOTONIC) from `begin`
+/// to `finish`, its CPU time (CLOCK_THREAD_CPUTIME_ID) over the same span, and the CPU it
+/// was on at each end.
+struct SideClock: Sendable {
+    var start: Int64 = 0
+    var end: Int64 = 0
+    var cpuNs: Int64 = 0
+    var cpusSeen: [Int] = []
+    private var cpuAtStart: Int64 = 0
+
+    mutating func begin() {
+        cpusSeen.append(Int(pb_sched_getcpu()))
+        cpuAtStart = pb_thread_cpu_ns()
+        start = pb_monotonic_ns()
+    }
+
+    mutating func finish() {
+        end = pb_monotonic_ns()
+        cpuNs = pb_thread_cpu_ns() - cpuAtStart
+        cpusSeen.append(Int(pb_sched_getcpu()))
+    }
+}

@@ -4,13 +4,8 @@ import PipeEngine
 import Glibc
 #endif
 
-/// How the fan-in reader learns which pipes are readable.
-public enum FanInMux: String, Sendable, Codable, CaseIterable {
-    /// `poll(2)` over every pipe still open (the engine's `PipeSystem.poll`, or Linux's).
-    case poll
-    /// The engine's `kqueue`/`kevent`: one `EVFILT_READ` knote per pipe (engine only).
-    case kqueue
-}
+/// How the fan-in reader learns which pipes are readable (poll, or the engine's kqueue).
+public typealias FanInMux = ReadinessMux
 
 /// K writer threads each stream `bytesPerWriter` bytes into a pipe of their own; one reader
 /// thread multiplexes all K read ends (non-blocking) through poll or kqueue and reads whatever
@@ -134,53 +129,79 @@ public struct FanInResult: Codable, Sendable {
     }
 }
 
-/// The descriptors of one fan-in run and how to use them: engine or Linux, poll or kqueue.
-/// Write ends are used and closed by their writer thread, read ends by the reader thread.
-protocol FanInPipes: AnyObject {
-    func write(_ i: Int, _ base: UnsafeRawPointer, _ count: Int) throws -> Int
+/// The K channels of one fan-in run and the readiness set their reader watches. Channel i's
+/// write end is used and closed by writer i, the read ends and the set by the reader alone.
+final class FanInPipes: @unchecked Sendable {
+    let channels: [PollableChannel]
+    let readiness: ReadinessSet
+
+    /// K channels of `config.transport`: engine pipes of one `PipeSystem` (one simulated
+    /// kernel, as they would be in one FreeBSD kernel), or kernel pipes; closed again if one
+    /// cannot be made or the readiness set cannot be built.
+    init(_ config: FanInConfig, system: PipeSystem?) throws {
+        var made: [PollableChannel] = []
+        do {
+            for i in 0..<config.writers {
+                if let system {
+                    made.append(try EngineChannel(system: system, what: "fanin pipe \(i)"))
+                } else {
+                    made.append(try KernelPipeChannel(pipeSize: config.options.kernelPipeSize, what: "fanin linux-pipe \(i)"))
+                }
+            }
+            readiness = try makeReadinessSet(made, mux: config.mux)
+        } catch {
+            for c in made { c.closeWriteEnd(); c.closeReadEnd() }
+            throw error
+        }
+        channels = made
+    }
+
+    func write(_ i: Int, _ base: UnsafeRawPointer, _ count: Int) throws -> Int { try channels[i].write(base, count) }
     /// Bytes read, 0 at end of file, nil when the pipe is empty (EAGAIN).
-    func read(_ i: Int, _ base: UnsafeMutableRawPointer, _ count: Int) throws -> Int?
-    func closeWrite(_ i: Int)
+    func read(_ i: Int, _ base: UnsafeMutableRawPointer, _ count: Int) throws -> Int? { try channels[i].readIfReady(base, count) }
+    func closeWrite(_ i: Int) { channels[i].closeWriteEnd() }
     /// Also stops watching pipe i.
-    func closeRead(_ i: Int)
-    /// Waits until at least one watched pipe is readable (or at its end) and puts the indices
-    /// of the ready ones into `ready`. Returns how many descriptors the call reported.
-    func wait(_ ready: inout [Int]) throws -> Int
+    func closeRead(_ i: Int) {
+        readiness.remove(i)
+        channels[i].closeReadEnd()
+    }
+    func wait(_ ready: inout [Int]) throws -> Int { try readiness.wait(&ready) }
 }
 
 public enum FanInWorkload {
     public static func run(_ config: FanInConfig) throws -> FanInResult {
         try config.validate()
         if !config.placement.isUnplaced { try config.placement.validate() }
-        let pipes: FanInPipes
         var system: PipeSystem?
-        switch config.transport {
-        case .engine:
-            let e = try EngineFanIn(config)
-            system = e.system
-            if let node = config.placement.arenaNode, let base = e.system.arenaRange.baseAddress {
-                try bindMemory(base, e.system.arenaRange.count, toNode: node, what: "engine arena")
+        if config.transport == .engine {
+            let engine: PipeSystem
+            do { engine = try PipeSystem(config.options.engine.configuration) } catch {
+                throw HarnessError.invalidArgument("engine configuration: \(error)")
             }
-            pipes = e
-        default:
-            pipes = try LinuxFanIn(config)
+            if let node = config.placement.arenaNode, let base = engine.arenaRange.baseAddress {
+                try bindMemory(base, engine.arenaRange.count, toNode: node, what: "engine arena")
+            }
+            system = engine
         }
+        let pipes = try FanInPipes(config, system: system)
         return try run(config, pipes, system)
     }
 
     struct WriterReport: Sendable {
-        var start: Int64 = 0
-        var end: Int64 = 0
-        var cpuNs: Int64 = 0
+        var clock = SideClock()
+        var start: Int64 { clock.start }
+        var end: Int64 { clock.end }
+        var cpuNs: Int64 { clock.cpuNs }
         var calls = 0
-        var cpusSeen: [Int] = []
+        var cpusSeen: [Int] { clock.cpusSeen }
         var memory: MemoryLocation?
     }
 
     struct ReaderReport: Sendable {
-        var start: Int64 = 0
-        var end: Int64 = 0
-        var cpuNs: Int64 = 0
+        var clock = SideClock()
+        var start: Int64 { clock.start }
+        var end: Int64 { clock.end }
+        var cpuNs: Int64 { clock.cpuNs }
         var reads = 0
         var emptyReads = 0
         var muxCalls = 0
@@ -188,7 +209,7 @@ public enum FanInWorkload {
         var bytes: [Int] = []
         var eofAt: [Int64] = []
         var mismatches: [FanInMismatch] = []
-        var cpusSeen: [Int] = []
+        var cpusSeen: [Int] { clock.cpusSeen }
         var memory: MemoryLocation?
         var arena: MemoryLocation?
     }
@@ -257,20 +278,12 @@ public enum FanInWorkload {
     private static func writerSide(_ i: Int, _ config: FanInConfig, _ pipes: FanInPipes, _ barrier: SpinBarrier) throws -> WriterReport {
         defer { pipes.closeWrite(i) }   // on error too: the reader must see end of file
         let w = config.writeSize
-        let setup = Swift.Result { () throws -> AlignedBuffer in
-            try applyThreadPlacement(cpu: config.placement.writerCPU, node: config.placement.writerNode)
+        let buffer = try startTogether(barrier, cpu: config.placement.writerCPU, node: config.placement.writerNode, peerFailed: "fanin: another thread failed to start") {
             return try AlignedBuffer(count: w, node: config.placement.writerMemoryNode, what: "fanin writer \(i) buffer")
         }
-        guard barrier.arriveAndWait(failed: (try? setup.get()) == nil) else {
-            if case .failure(let e) = setup { throw e }
-            throw HarnessError.peerClosed("fanin: another thread failed to start")
-        }
-        let buffer = try setup.get()
         if !config.verify { config.payload.fill(buffer.base, count: w, streamOffset: 0) }
         var report = WriterReport()
-        report.cpusSeen.append(Int(pb_sched_getcpu()))
-        let cpu0 = pb_thread_cpu_ns()
-        report.start = pb_monotonic_ns()
+        report.clock.begin()
         var sent = 0
         while sent < config.bytesPerWriter {
             let chunk = min(w, config.bytesPerWriter - sent)
@@ -282,9 +295,7 @@ public enum FanInWorkload {
             }
             sent += chunk
         }
-        report.end = pb_monotonic_ns()
-        report.cpuNs = pb_thread_cpu_ns() - cpu0
-        report.cpusSeen.append(Int(pb_sched_getcpu()))
+        report.clock.finish()
         report.memory = buffer.location("fanin writer \(i) buffer")
         return report
     }
@@ -295,15 +306,9 @@ public enum FanInWorkload {
         defer {   // on error too: writers blocked on a full pipe get EPIPE instead of waiting forever
             for i in 0..<k where open[i] { pipes.closeRead(i) }
         }
-        let setup = Swift.Result { () throws -> AlignedBuffer in
-            try applyThreadPlacement(cpu: config.placement.readerCPU, node: config.placement.readerNode)
+        let buffer = try startTogether(barrier, cpu: config.placement.readerCPU, node: config.placement.readerNode, peerFailed: "fanin: a writer failed to start") {
             return try AlignedBuffer(count: config.readSize, node: config.placement.readerMemoryNode, what: "fanin reader buffer")
         }
-        guard barrier.arriveAndWait(failed: (try? setup.get()) == nil) else {
-            if case .failure(let e) = setup { throw e }
-            throw HarnessError.peerClosed("fanin: a writer failed to start")
-        }
-        let buffer = try setup.get()
         var report = ReaderReport()
         report.bytes = [Int](repeating: 0, count: k)
         report.eofAt = [Int64](repeating: 0, count: k)
@@ -311,9 +316,7 @@ public enum FanInWorkload {
         var ready: [Int] = []
         ready.reserveCapacity(k)
         var remaining = k
-        report.cpusSeen.append(Int(pb_sched_getcpu()))
-        let cpu0 = pb_thread_cpu_ns()
-        report.start = pb_monotonic_ns()
+        report.clock.begin()
         while remaining > 0 {
             report.readyEvents += try pipes.wait(&ready)
             report.muxCalls += 1
@@ -348,222 +351,8 @@ public enum FanInWorkload {
                 }
             }
         }
-        report.end = pb_monotonic_ns()
-        report.cpuNs = pb_thread_cpu_ns() - cpu0
-        report.cpusSeen.append(Int(pb_sched_getcpu()))
+        report.clock.finish()
         report.memory = buffer.location("fanin reader buffer")
         return report
-    }
-}
-
-// MARK: - engine
-
-/// K engine pipes in one `PipeSystem`; read ends non-blocking, watched by poll or a kqueue.
-final class EngineFanIn: FanInPipes, @unchecked Sendable {
-    let system: PipeSystem
-    let mux: FanInMux
-    let readFDs: [Int32]
-    let writeFDs: [Int32]
-    /// Reader thread only: the poll set (a closed pipe's entry is -1, which poll skips).
-    private let pollSet: UnsafeMutableBufferPointer<PollFD>
-    private var kq: Int32 = -1
-    /// Reader thread only: kevent's event list (one slot per pipe), reused by every call so
-    /// that the kqueue mux allocates no more than the poll one does.
-    private let events: UnsafeMutableBufferPointer<Kevent>
-    /// The read fd of each pipe index, for kevent's idents.
-    private let indexOfFD: [Int32: Int]
-
-    init(_ config: FanInConfig) throws {
-        do { system = try PipeSystem(config.options.engine.configuration) } catch {
-            throw HarnessError.invalidArgument("engine configuration: \(error)")
-        }
-        mux = config.mux
-        var r: [Int32] = [], w: [Int32] = []
-        do {
-            for _ in 0..<config.writers {
-                let (rfd, wfd) = try system.pipe2()
-                r.append(rfd)
-                w.append(wfd)
-                _ = try system.fcntl(rfd, F_SETFL, O_NONBLOCK)
-            }
-        } catch {
-            for fd in r + w { try? system.close(fd) }
-            throw HarnessError.system(call: "pipe2/fcntl (engine)", errno: error.rawValue, context: "fanin, \(r.count) of \(config.writers) pipes made")
-        }
-        readFDs = r
-        writeFDs = w
-        indexOfFD = Dictionary(uniqueKeysWithValues: r.enumerated().map { ($1, $0) })
-        pollSet = .allocate(capacity: r.count)
-        for (i, fd) in r.enumerated() { pollSet[i] = PollFD(fd: fd, events: PollEvents.POLLIN) }
-        events = .allocate(capacity: r.count)
-        if mux == .kqueue {
-            do {
-                kq = try system.kqueue()
-                let changes = r.enumerated().map { i, fd in
-                    Kevent(ident: UInt(fd), filter: Kevent.EVFILT_READ, flags: Kevent.EV_ADD, udata: UInt(i))
-                }
-                _ = try system.kevent(kq, changes: changes, capacity: 0, timeout: 0)
-            } catch {
-                for fd in r + w { try? system.close(fd) }
-                if kq >= 0 { try? system.close(kq) }
-                pollSet.deallocate()
-                events.deallocate()
-                throw HarnessError.system(call: "kqueue/kevent (engine)", errno: error.rawValue, context: "fanin registration")
-            }
-        }
-    }
-
-    deinit {
-        if kq >= 0 { try? system.close(kq) }
-        pollSet.deallocate()
-        events.deallocate()
-    }
-
-    func write(_ i: Int, _ base: UnsafeRawPointer, _ count: Int) throws -> Int {
-        while true {
-            do {
-                return try system.write(writeFDs[i], base, count)
-            } catch .interrupted {
-                continue
-            } catch .brokenPipe {
-                throw HarnessError.peerClosed("fanin engine write \(i): the read end is closed (EPIPE)")
-            } catch {
-                throw HarnessError.system(call: "write (engine)", errno: error.rawValue, context: "fanin writer \(i)")
-            }
-        }
-    }
-
-    func read(_ i: Int, _ base: UnsafeMutableRawPointer, _ count: Int) throws -> Int? {
-        while true {
-            do {
-                return try system.read(readFDs[i], base, count)
-            } catch .interrupted {
-                continue
-            } catch .wouldBlock {
-                return nil
-            } catch {
-                throw HarnessError.system(call: "read (engine)", errno: error.rawValue, context: "fanin pipe \(i)")
-            }
-        }
-    }
-
-    func closeWrite(_ i: Int) { try? system.close(writeFDs[i]) }
-
-    func closeRead(_ i: Int) {
-        pollSet[i].fd = -1
-        try? system.close(readFDs[i])   // also removes its knote from the kqueue (knote_fdclose)
-    }
-
-    func wait(_ ready: inout [Int]) throws -> Int {
-        ready.removeAll(keepingCapacity: true)
-        switch mux {
-        case .poll:
-            let n: Int
-            do { n = try system.poll(pollSet, timeout: -1) } catch {
-                if error == .interrupted { return 0 }
-                throw HarnessError.system(call: "poll (engine)", errno: error.rawValue, context: "fanin")
-            }
-            for i in pollSet.indices where pollSet[i].fd >= 0 && pollSet[i].revents != 0 { ready.append(i) }
-            return n
-        case .kqueue:
-            let n: Int
-            do {
-                n = try system.kevent(kq, changes: UnsafeBufferPointer(start: nil, count: 0), events: events, timeout: nil)
-            } catch {
-                if error == .interrupted { return 0 }
-                throw HarnessError.system(call: "kevent (engine)", errno: error.rawValue, context: "fanin")
-            }
-            for e in events[0..<n] {
-                if e.flags & Kevent.EV_ERROR != 0 {
-                    throw HarnessError.system(call: "kevent (engine)", errno: Int32(e.data), context: "fanin event for fd \(e.ident)")
-                }
-                if let i = indexOfFD[Int32(e.ident)] { ready.append(i) }
-            }
-            return n
-        }
-    }
-}
-
-// MARK: - Linux
-
-/// K kernel pipes; read ends non-blocking, watched by Linux's poll(2).
-///
-/// The descriptors live in fixed buffers, one slot per pipe end: writer i's thread is the only
-/// one touching write slot i, the reader the only one touching the read slots (and the poll
-/// set), so no lock is needed; `deinit` closes whatever is left once all threads are done.
-final class LinuxFanIn: FanInPipes, @unchecked Sendable {
-    private let readFDs: UnsafeMutableBufferPointer<Int32>
-    private let writeFDs: UnsafeMutableBufferPointer<Int32>
-    private let pollSet: UnsafeMutableBufferPointer<pollfd>
-
-    init(_ config: FanInConfig) throws {
-        ignoreSIGPIPE()
-        let k = config.writers
-        readFDs = .allocate(capacity: k)
-        readFDs.initialize(repeating: -1)
-        writeFDs = .allocate(capacity: k)
-        writeFDs.initialize(repeating: -1)
-        pollSet = .allocate(capacity: k)
-        do {
-            for i in 0..<k {
-                let fds = try FD.pipe(what: "fanin linux-pipe")
-                readFDs[i] = fds.read
-                writeFDs[i] = fds.write
-                if let size = config.options.kernelPipeSize { _ = try setKernelPipeSize(fds.write, size) }
-                let flags = fcntl(fds.read, F_GETFL)
-                if flags < 0 || fcntl(fds.read, F_SETFL, flags | O_NONBLOCK) != 0 {
-                    throw HarnessError.system(call: "fcntl(F_SETFL, O_NONBLOCK)", errno: errno, context: "fanin linux-pipe")
-                }
-                pollSet[i] = pollfd(fd: fds.read, events: Int16(POLLIN), revents: 0)
-            }
-        } catch {
-            closeAll()
-            throw error
-        }
-    }
-
-    private func closeAll() {
-        for i in readFDs.indices { FD.close(&readFDs[i]); FD.close(&writeFDs[i]) }
-    }
-
-    deinit {
-        closeAll()
-        readFDs.deallocate()
-        writeFDs.deallocate()
-        pollSet.deallocate()
-    }
-
-    func write(_ i: Int, _ base: UnsafeRawPointer, _ count: Int) throws -> Int {
-        try FD.write(writeFDs[i], base, count, what: "fanin linux-pipe \(i)")
-    }
-
-    func read(_ i: Int, _ base: UnsafeMutableRawPointer, _ count: Int) throws -> Int? {
-        while true {
-            let n = Glibc.read(readFDs[i], base, count)
-            if n >= 0 { return n }
-            let e = errno
-            if e == EINTR { continue }
-            if e == EAGAIN || e == EWOULDBLOCK { return nil }
-            throw HarnessError.system(call: "read", errno: e, context: "fanin linux-pipe \(i)")
-        }
-    }
-
-    func closeWrite(_ i: Int) { FD.close(&writeFDs[i]) }
-
-    func closeRead(_ i: Int) {
-        pollSet[i].fd = -1
-        FD.close(&readFDs[i])
-    }
-
-    func wait(_ ready: inout [Int]) throws -> Int {
-        ready.removeAll(keepingCapacity: true)
-        let n = Glibc.poll(pollSet.baseAddress, nfds_t(pollSet.count), -1)
-        if n < 0 {
-            let e = errno
-            if e == EINTR { return 0 }
-            throw HarnessError.system(call: "poll", errno: e, context: "fanin linux-pipe")
-        }
-        for i in pollSet.indices where pollSet[i].fd >= 0 && pollSet[i].revents != 0 { ready.append(i) }
-        return Int(n)
     }
 }

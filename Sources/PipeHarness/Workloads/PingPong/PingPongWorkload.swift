@@ -216,20 +216,15 @@ public enum PingPongWorkload {
         defer { ping.closeWriteEnd(); pong.closeReadEnd() }
         let m = config.messageSize
         // Placed first, so that the buffers are touched (allocated) where the thread runs.
-        let setup = Swift.Result { () throws -> (AlignedBuffer, AlignedBuffer) in
-            try applyThreadPlacement(cpu: config.placement.writerCPU, node: config.placement.writerNode)
+        let (out, back) = try startTogether(barrier, cpu: config.placement.writerCPU, node: config.placement.writerNode,
+                                            peerFailed: "pingpong server failed to start") {
             let node = config.placement.writerMemoryNode
             return (try AlignedBuffer(count: m, node: node, what: "client send buffer"),
                     try AlignedBuffer(count: m, node: node, what: "client receive buffer"))
         }
+        // After placement, so that the histogram's counts live on the client's node too.
         var report = ClientReport(histogram: Histogram<UInt64>(
             lowestDiscernibleValue: 1, highestTrackableValue: highestTrackableNs, numberOfSignificantValueDigits: .three))
-
-        guard barrier.arriveAndWait(failed: (try? setup.get()) == nil) else {
-            if case .failure(let e) = setup { throw e }
-            throw HarnessError.peerClosed("pingpong server failed to start")
-        }
-        let (out, back) = try setup.get()
         report.cpusSeen.append(Int(pb_sched_getcpu()))
 
         // One round trip. For vmsplice: `out` is rewritten only after the echo of the previous
@@ -285,15 +280,10 @@ public enum PingPongWorkload {
     ) throws -> ServerReport {
         defer { pong.closeWriteEnd(); ping.closeReadEnd() }
         let m = config.messageSize
-        let setup = Swift.Result { () throws -> AlignedBuffer in
-            try applyThreadPlacement(cpu: config.placement.readerCPU, node: config.placement.readerNode)
-            return try AlignedBuffer(count: m, node: config.placement.readerMemoryNode, what: "server buffer")
+        let buffer = try startTogether(barrier, cpu: config.placement.readerCPU, node: config.placement.readerNode,
+                                       peerFailed: "pingpong client failed to start") {
+            try AlignedBuffer(count: m, node: config.placement.readerMemoryNode, what: "server buffer")
         }
-        guard barrier.arriveAndWait(failed: (try? setup.get()) == nil) else {
-            if case .failure(let e) = setup { throw e }
-            throw HarnessError.peerClosed("pingpong client failed to start")
-        }
-        let buffer = try setup.get()
         var report = ServerReport()
         report.cpusSeen.append(Int(pb_sched_getcpu()))
         let cpu0 = pb_thread_cpu_ns()

@@ -197,12 +197,13 @@ public enum StreamWorkload {
 
     /// What one side measured, on its own clocks.
     struct SideReport: Sendable {
-        var start: Int64 = 0
-        var end: Int64 = 0
-        var cpuNs: Int64 = 0
+        var clock = SideClock()
+        var start: Int64 { clock.start }
+        var end: Int64 { clock.end }
+        var cpuNs: Int64 { clock.cpuNs }
         var calls = 0
         var bytes = 0
-        var cpusSeen: [Int] = []
+        var cpusSeen: [Int] { clock.cpusSeen }
         var mismatch: Mismatch?
         /// Where this side's buffer was at the end; for the reader of an engine channel, the
         /// arena too (checked before the read end closes and frees the pipe's buffer).
@@ -223,20 +224,12 @@ public enum StreamWorkload {
         // last sent from it — so the pages are never rewritten while still in the pipe.
         let slotCount = config.verify && retained ? max(2, (4 << 20) / w + 2) : 1
         // Placed first, so that the buffer is touched (and allocated) where the thread runs.
-        let setup = Swift.Result { () throws -> AlignedBuffer in
-            try applyThreadPlacement(cpu: config.placement.writerCPU, node: config.placement.writerNode)
+        let slots = try startTogether(barrier, cpu: config.placement.writerCPU, node: config.placement.writerNode, peerFailed: "stream reader failed to start") {
             return try AlignedBuffer(count: slotCount * w, node: config.placement.writerMemoryNode, what: "writer buffer")
         }
-        guard barrier.arriveAndWait(failed: (try? setup.get()) == nil) else {
-            if case .failure(let e) = setup { throw e }
-            throw HarnessError.peerClosed("stream reader failed to start")
-        }
-        let slots = try setup.get()
         if !config.verify { config.payload.fill(slots.base, count: w, streamOffset: 0) }
         var report = SideReport()
-        report.cpusSeen.append(Int(pb_sched_getcpu()))
-        let cpu0 = pb_thread_cpu_ns()
-        report.start = pb_monotonic_ns()
+        report.clock.begin()
 
         var sent = 0
         var slot = 0
@@ -263,9 +256,7 @@ public enum StreamWorkload {
             slot = slot + 1 == slotCount ? 0 : slot + 1
         }
 
-        report.end = pb_monotonic_ns()
-        report.cpuNs = pb_thread_cpu_ns() - cpu0
-        report.cpusSeen.append(Int(pb_sched_getcpu()))
+        report.clock.finish()
         report.bytes = sent
         report.memory = slots.location("writer buffer")
         return report
@@ -280,19 +271,11 @@ public enum StreamWorkload {
             if !crossedFinishLine { finishLine?.cross() }   // on error too, or the others wait forever
             channel.closeReadEnd()   // on error too: the writer must not block forever
         }
-        let setup = Swift.Result { () throws -> AlignedBuffer in
-            try applyThreadPlacement(cpu: config.placement.readerCPU, node: config.placement.readerNode)
+        let buffer = try startTogether(barrier, cpu: config.placement.readerCPU, node: config.placement.readerNode, peerFailed: "stream writer failed to start") {
             return try AlignedBuffer(count: config.readSize, node: config.placement.readerMemoryNode, what: "reader buffer")
         }
-        guard barrier.arriveAndWait(failed: (try? setup.get()) == nil) else {
-            if case .failure(let e) = setup { throw e }
-            throw HarnessError.peerClosed("stream writer failed to start")
-        }
-        let buffer = try setup.get()
         var report = SideReport()
-        report.cpusSeen.append(Int(pb_sched_getcpu()))
-        let cpu0 = pb_thread_cpu_ns()
-        report.start = pb_monotonic_ns()
+        report.clock.begin()
 
         var received = 0
         while true {
@@ -310,9 +293,7 @@ public enum StreamWorkload {
             }
         }
 
-        report.end = pb_monotonic_ns()
-        report.cpuNs = pb_thread_cpu_ns() - cpu0
-        report.cpusSeen.append(Int(pb_sched_getcpu()))
+        report.clock.finish()
         report.bytes = received   // more than totalBytes shows in integrityOK / bytesReceived
         if let finishLine {
             crossedFinishLine = true
@@ -335,9 +316,7 @@ public enum StreamWorkload {
             // Folding one byte of each copy into a value we return keeps the optimiser from
             // deleting copies into a buffer that is otherwise never read.
             var sink: UInt8 = 0
-            report.cpusSeen.append(Int(pb_sched_getcpu()))
-            let cpu0 = pb_thread_cpu_ns()
-            report.start = pb_monotonic_ns()
+            report.clock.begin()
             var copied = 0
             while copied < config.totalBytes {
                 let chunk = min(w, config.totalBytes - copied)
@@ -353,9 +332,7 @@ public enum StreamWorkload {
                 copied += chunk
                 report.calls += 1
             }
-            report.end = pb_monotonic_ns()
-            report.cpuNs = pb_thread_cpu_ns() - cpu0
-            report.cpusSeen.append(Int(pb_sched_getcpu()))
+            report.clock.finish()
             report.bytes = copied
             report.memory = src.location("memcpy source")
             report.arena = dst.location("memcpy destination")   // returned in the reader's slot
