@@ -1,0 +1,71 @@
+import Foundation
+import PipeEngine
+import Testing
+@testable import PipeHarness
+
+/// Every workload is declared once, in its folder, and listed once in
+/// `WorkloadKind.registered`; these check that each one, and each of its own parameters,
+/// reaches every place that lists them: the names the CLI and config files accept, the sweep
+/// axes, the command-line help, the results schema, and a point that builds its workload.
+@Suite(.serialized) struct WorkloadRegistryTests {
+    @Test func everyWorkloadIsKnownByItsName() {
+        #expect(WorkloadKind.registered.count == 5)
+        #expect(Set(WorkloadKind.allCases).count == WorkloadKind.registered.count)
+        for w in WorkloadKind.registered {
+            #expect(WorkloadKind(rawValue: w.kind.rawValue) == w.kind)
+            #expect(ObjectIdentifier(w.kind.definition) == ObjectIdentifier(w))
+            #expect(knownWorkloads.contains(w.kind.rawValue))
+            #expect(WorkloadKind.listed().contains("\(w.kind.rawValue) (\(w.purpose))"))
+        }
+        #expect(WorkloadKind(rawValue: "nap") == nil)
+    }
+
+    @Test func everyParameterIsASweepAxisOfItsWorkloadAlone() {
+        let own = WorkloadKind.registered.flatMap { w in w.parameters.map { (w.kind, $0) } }
+        #expect(Set(own.map(\.1.name)).count == own.count, "a parameter name is declared twice")
+        for (kind, p) in own {
+            #expect(SweepAxis(rawValue: p.name) == .parameter(p), "\(p.name)")
+            #expect(SweepAxis.allCases.contains(.parameter(p)))
+            #expect(p.owner == kind)
+            var point = SweepPoint()
+            point.workload = kind
+            #expect(point.applies(.parameter(p)))
+            for other in WorkloadKind.allCases where other != kind {
+                point.workload = other
+                #expect(!point.applies(.parameter(p)), "\(p.name) applies to \(other)")
+            }
+        }
+        // No workload parameter shadows a common axis or an engine tunable.
+        #expect(Set(SweepAxis.allCases.map(\.rawValue)).count == SweepAxis.allCases.count)
+    }
+
+    @Test func everyParameterIsInTheCommandLineHelp() throws {
+        for command in ["run", "sweep"] {
+            let help = try pipebench([command, "--help"])
+            #expect(help.status == 0)
+            // The --workload help names every workload with its purpose (the help wraps lines).
+            let words = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            #expect(words.contains(WorkloadKind.listed()), "\(command) --help lacks the workloads")
+            for p in WorkloadKind.registered.flatMap({ $0.parameters }) {
+                #expect(help.stdout.contains("--\(p.name) <"), "\(command) --help lacks --\(p.name)")
+            }
+        }
+    }
+
+    /// Each workload's own parameters are recorded in parameter columns of the schema, and a
+    /// point of each workload, with its defaults, builds a workload of that kind and metric.
+    @Test func everyWorkloadRecordsItsParametersAndBuilds() throws {
+        for w in WorkloadKind.registered {
+            var point = SweepPoint()
+            point.workload = w.kind
+            point = point.normalized()
+            var row = ResultsRow()
+            w.recordParameters(point, into: &row)
+            let filled = ResultsSchema.columns.filter { $0.name != "schema" && !row.isEmpty($0.name) }
+            #expect(filled.allSatisfy { $0.group == .parameter }, "\(w.kind): \(filled.map(\.name))")
+            #expect(w.parameters.filter { $0.defaultValue != nil }.count <= filled.count, "\(w.kind)")
+            let built = try point.makeWorkload()
+            #expect(built.kind == w.kind && built.metric == w.metric)
+        }
+    }
+}
