@@ -12,12 +12,15 @@ let package = Package(
     name: "PipeBench",
     products: [
         .library(name: "PipeEngine", targets: ["PipeEngine"]),
+        .library(name: "PipeResults", targets: ["PipeResults"]),
         .library(name: "PipeHarness", targets: ["PipeHarness"]),
         .executable(name: "pipebench", targets: ["pipebench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // FileDescriptor: the results writer's files and the harness's descriptors.
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         // `swift package generate-documentation`: the DocC catalogs of PipeEngine and PipeHarness.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -39,24 +42,28 @@ let package = Package(
             // builds, which the tests use, keep them.
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
+        // The results files: the CSV schema and its reader and writer, export, comparison,
+        // summaries and the statistics behind them. Knows the engine's tunables (their
+        // columns) and nothing of how results are measured.
+        .target(name: "PipeResults", dependencies: ["PipeEngine", .product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "PipeHarness",
             dependencies: [
-                "PipeEngine", "CPipeSys", "CNuma",
+                "PipeEngine", "PipeResults", "CPipeSys", "CNuma",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         .executableTarget(
             name: "pipebench",
             dependencies: [
-                "PipeEngine", "PipeHarness",
+                "PipeEngine", "PipeResults", "PipeHarness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Counts each thread's heap allocations in the test process (hot-path checks).
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
         .testTarget(name: "PipeEngineTests", dependencies: ["PipeEngine", "CPipeSys", "CMallocCounter"]),
-        .testTarget(name: "PipeHarnessTests", dependencies: ["PipeHarness", "PipeEngine"]),
-        .testTarget(name: "PipeBenchCLITests", dependencies: ["PipeHarness", "PipeEngine"]),
+        .testTarget(name: "PipeHarnessTests", dependencies: ["PipeHarness", "PipeResults", "PipeEngine"]),
+        .testTarget(name: "PipeBenchCLITests", dependencies: ["PipeHarness", "PipeResults", "PipeEngine"]),
     ]
 )

@@ -3,6 +3,7 @@ import PipeHarness
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import PipeResults
 #endif
 
 /// Runs configurations with the harness's `Runner` (interleaved repetitions, warm-up, core

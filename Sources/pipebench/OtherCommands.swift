@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PipeEngine
 import PipeHarness
+import PipeResults
 
 struct CompareCommand: PipeBenchCommand {
     static let configuration = CommandConfiguration(

@@ -3,6 +3,7 @@ import Foundation
 import PipeHarness
 #if canImport(Glibc)
 import Glibc
+import PipeResults
 #endif
 
 /// An error the CLI reports in one line, with the exit status it deserves.

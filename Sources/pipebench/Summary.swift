@@ -1,6 +1,7 @@
 import Foundation
 import PipeEngine
 import PipeHarness
+import PipeResults
 
 /// The table printed after `run` and `sweep`: per workload, each configuration's median with
 /// its 95% interval, and its ratio to the Linux pipe measured in the same run (each

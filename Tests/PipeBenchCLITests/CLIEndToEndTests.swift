@@ -3,6 +3,7 @@ import Testing
 @testable import PipeHarness
 #if canImport(Glibc)
 import Glibc
+@testable import PipeResults
 #endif
 
 /// The built `pipebench` executable: next to the test bundle (SwiftPM puts products and the

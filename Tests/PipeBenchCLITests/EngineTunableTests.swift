@@ -2,6 +2,7 @@ import Foundation
 import PipeEngine
 import Testing
 @testable import PipeHarness
+@testable import PipeResults
 
 /// Every engine tunable is declared once (`EngineTunable.all`); these check that each one
 /// reaches every place that lists tunables: the engine's sysctls, `pipebench sysctl`, the

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import PipeHarness
+@testable import PipeResults
 
 /// A synthetic row: a stream configuration with one throughput sample.
 func syntheticRow(label: String, transport: String = "engine", writeSize: Int = 65536, runID: String = "r1",

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import PipeHarness
+@testable import PipeResults
 
 /// `export --to targets`: targets files, their check against saved runs, and the shipped ones.
 @Suite struct TargetsTests {

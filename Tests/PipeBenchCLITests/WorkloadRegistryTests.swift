@@ -2,6 +2,7 @@ import Foundation
 import PipeEngine
 import Testing
 @testable import PipeHarness
+@testable import PipeResults
 
 /// Every workload is declared once, in its folder, and listed once in
 /// `WorkloadKind.registered`; these check that each one, and each of its own parameters,

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import PipeHarness
+@testable import PipeResults
 
 /// Runs scripts/lmbench-pipe.c (bw_pipe / lat_pipe, the lmbench way) and the harness's
 /// linux-pipe transport in the same test, interleaved, same-core and cross-core, and prints

@@ -157,4 +157,5 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+@testable import PipeResults
 #endif

@@ -1,4 +1,5 @@
 import CPipeSys
+import PipeResults
 
 /// What a core-to-core probe measured: the cost of moving one cache line back and forth
 /// between two CPUs, which on a VM changes as the host moves the vCPUs (results/README.md);

@@ -1,4 +1,5 @@
 import PipeEngine
+import PipeResults
 
 extension ResultsTable {
     /// One row per repetition of a `Runner` report whose configurations were made from
@@ -73,10 +74,13 @@ extension ResultsTable {
         }
         self.init(rows: rows)
     }
+}
 
-    /// Numbers as the shortest text that reads back to the same Double.
-    public static func formatNumber(_ x: Double) -> String {
-        guard x.isFinite else { return "" }
-        return x.description
+extension ResultsRow {
+    /// The `*_memory_node_seen` cells: the node holding most of each buffer's pages.
+    public mutating func memory(writer: MemoryLocation?, reader: MemoryLocation?, arena: MemoryLocation?) {
+        int("writer_memory_node_seen", writer?.dominantNode)
+        int("reader_memory_node_seen", reader?.dominantNode)
+        int("arena_memory_node_seen", arena?.dominantNode)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import PipeEngine
+import PipeResults
 
 /// What a workload's summary table is made with: the whole table's groups (to find the
 /// linux-pipe point measured beside each one), the placement drift of the run, and the cells

@@ -1,3 +1,4 @@
+import PipeResults
 /// A named workload: the unit the runner repeats and compares.
 public struct RunConfiguration: Sendable {
     public var name: String

@@ -1,4 +1,5 @@
 import PipeEngine
+import PipeResults
 
 /// A workload: what one measurement does, declared in its own folder under `Workloads/` and
 /// listed once in `WorkloadKind.registered`.

@@ -1,3 +1,4 @@
+import PipeResults
 extension WorkloadKind {
     /// K writers into one reader that multiplexes their pipes.
     public static let fanin = FanInWorkload.kind

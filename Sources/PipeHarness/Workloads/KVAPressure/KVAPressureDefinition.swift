@@ -1,4 +1,5 @@
 import PipeEngine
+import PipeResults
 
 extension WorkloadKind {
     /// A stream after idle pipes have filled the engine's KVA to a tier.

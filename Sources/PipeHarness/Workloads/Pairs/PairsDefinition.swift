@@ -1,3 +1,4 @@
+import PipeResults
 extension WorkloadKind {
     /// K writer/reader pairs at once, each on a pipe of its own.
     public static let pairs = PairsWorkload.kind

@@ -1,3 +1,4 @@
+import PipeResults
 extension WorkloadKind {
     /// Round-trip latency of a message and its echo.
     public static let pingpong = PingPongWorkload.kind

@@ -1,3 +1,4 @@
+import PipeResults
 extension WorkloadKind {
     /// Throughput of one writer/reader stream.
     public static let stream = StreamWorkload.kind

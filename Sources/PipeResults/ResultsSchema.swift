@@ -1,5 +1,6 @@
 import Foundation
 import PipeEngine
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -93,7 +94,7 @@ public enum ResultsSchema {
     }
 
     /// The cell an engine tunable's value is written as.
-    static func engineCell(_ t: EngineTunable, _ value: Int) -> String {
+    public static func engineCell(_ t: EngineTunable, _ value: Int) -> String {
         switch t.kind {
         case .size, .spin: return String(value)
         case .choice(let names): return names.indices.contains(value) ? names[value] : String(value)
@@ -109,7 +110,7 @@ public enum ResultsSchema {
         c("order", .integer, .run, "0-based position of this repetition in the run's interleaved sequence (A B C A B C …), for drift."),
         c("warmup_repetitions", .integer, .run, "Warm-up rounds run and discarded before the repetitions."),
         c("repetitions", .integer, .run, "Repetitions of each configuration in the run."),
-        c("workload", .text, .parameter, WorkloadKind.listed(quote: "`") + "."),
+        c("workload", .text, .parameter, "The workload, by the name `--workload` takes (`stream`, `pingpong`, …; `pipebench run --help` lists them all with what each measures)."),
         c("transport", .text, .parameter, "`engine`, `linux-pipe`, `linux-vmsplice`, `unix-socket`, `spsc-ring` or `memcpy`."),
         c("write_size_B", .integer, .parameter, "stream, pairs, fanin: bytes per write call."),
         c("read_size_B", .integer, .parameter, "stream, pairs, fanin: bytes asked for per read call."),
@@ -387,11 +388,13 @@ public struct ResultsTable: Sendable, Equatable {
         }
         // Try it: access(2) says yes to root even on a read-only file system.
         let probe = directory + "/.pipebench-probe-\(getpid())"
-        let fd = FD.open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        guard fd >= 0 else {
-            throw ResultsError(.output, "\(flag) \(path): cannot create files in '\(directory)' (\(String(cString: strerror(errno)))); choose a writable path")
+        do {
+            let fd = try FileDescriptor.open(probe, .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec],
+                                             permissions: [.ownerReadWrite, .groupRead, .otherRead])
+            try? fd.close()
+        } catch let e as SystemPackage.Errno {
+            throw ResultsError(.output, "\(flag) \(path): cannot create files in '\(directory)' (\(e)); choose a writable path")
         }
-        close(fd)
         unlink(probe)
     }
 
@@ -400,21 +403,19 @@ public struct ResultsTable: Sendable, Equatable {
     public static func writeAtomically(_ text: String, to path: String, force: Bool) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
-        let fd = FD.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw ResultsError(.output, "cannot write '\(path)': \(String(cString: strerror(errno)))") }
-        let bytes = Array(text.utf8)
-        var done = 0
-        var failure: Int32 = 0
-        while done < bytes.count {
-            let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; failure = errno; break }
-            done += n
-        }
-        if failure == 0 && fsync(fd) != 0 { failure = errno }
-        close(fd)
-        if failure != 0 {
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(tmp, .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                         permissions: [.ownerReadWrite, .groupRead, .otherRead])
+        } catch let e as SystemPackage.Errno { throw ResultsError(.output, "cannot write '\(path)': \(e)") }
+        do {
+            try fd.closeAfter {
+                try fd.writeAll(text.utf8)   // retries EINTR and short writes
+                if fsync(fd.rawValue) != 0 { throw SystemPackage.Errno(rawValue: errno) }
+            }
+        } catch {
             unlink(tmp)
-            throw ResultsError(.output, "cannot write '\(path)': \(String(cString: strerror(failure)))")
+            throw ResultsError(.output, "cannot write '\(path)': \((error as? SystemPackage.Errno).map(String.init(describing:)) ?? "\(error)")")
         }
         if force {
             guard rename(tmp, path) == 0 else {

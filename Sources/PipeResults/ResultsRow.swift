@@ -13,13 +13,6 @@ public struct ResultsRow: Sendable {
     /// Whether a cell is still empty.
     public func isEmpty(_ column: String) -> Bool { cells[ResultsSchema.index[column]!].isEmpty }
 
-    /// The `*_memory_node_seen` cells: the node holding most of each buffer's pages.
-    public mutating func memory(writer: MemoryLocation?, reader: MemoryLocation?, arena: MemoryLocation?) {
-        int("writer_memory_node_seen", writer?.dominantNode)
-        int("reader_memory_node_seen", reader?.dominantNode)
-        int("arena_memory_node_seen", arena?.dominantNode)
-    }
-
     /// The cells every stream-shaped result fills (stream, pairs, fanin, kva-pressure).
     public mutating func throughput(bytesPerSecond: Double, wallNs: Int64, bytes: Int, writerCPUNs: Int64, readerCPUNs: Int64,
                                     cpuNsPerByte: Double?, writeCalls: Int, readCalls: Int) {
@@ -38,5 +31,13 @@ public struct ResultsRow: Sendable {
         number("stream_min_GBps", bytesPerSecond.min().map { $0 / 1e9 })
         number("stream_max_GBps", bytesPerSecond.max().map { $0 / 1e9 })
         set("streams_GBps", bytesPerSecond.map { ResultsTable.formatNumber($0 / 1e9) }.joined(separator: ";"))
+    }
+}
+
+extension ResultsTable {
+    /// Numbers as the shortest text that reads back to the same Double.
+    public static func formatNumber(_ x: Double) -> String {
+        guard x.isFinite else { return "" }
+        return x.description
     }
 }
