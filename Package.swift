@@ -51,6 +51,7 @@ let package = Package(
             dependencies: [
                 "PipeEngine", "PipeResults", "CPipeSys", "CNuma",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .executableTarget(

@@ -229,15 +229,6 @@ void pb_copy_streaming(void *dst, const void *src, size_t n) {
 void pb_copy_streaming(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
 #endif
 
-int pb_pipe_cloexec(int fds[2]) {
-    return pipe2(fds, O_CLOEXEC) == 0 ? 0 : errno;
-}
-
-int pb_open_cloexec(const char *path, int flags, int mode) {
-    int fd = open(path, flags | O_CLOEXEC, mode);
-    return fd >= 0 ? fd : -errno;
-}
-
 extern char **environ;
 
 int pb_spawn(const char *const argv[], const char *const envp[], const char *cwd,

@@ -159,11 +159,6 @@ long pb_max_map_count(void);
 
 // MARK: descriptors and children
 
-/// pipe2(fds, O_CLOEXEC): both ends close-on-exec from the start, so a child spawned by another
-/// thread at the same moment cannot inherit them. 0, or errno.
-int pb_pipe_cloexec(int fds[2]);
-/// open(path, flags | O_CLOEXEC, mode): the descriptor, or -errno.
-int pb_open_cloexec(const char *path, int flags, int mode);
 /// posix_spawnp(argv[0]) with `stdin_fd`, `stdout_fd`, `stderr_fd` as the child's 0, 1, 2
 /// (-1: /dev/null), `cwd` as its directory (NULL: ours) and `envp` as its environment (NULL:
 /// ours). With `close_others`, every other descriptor is closed in the child as well

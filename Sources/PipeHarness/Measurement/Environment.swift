@@ -191,15 +191,13 @@ public struct EnvironmentInfo: Codable, Sendable {
 /// Reads a whole (small) file with read(2) until end of file. /proc and /sys files report a
 /// size of 0, so anything that trusts st_size reads nothing.
 func readTextFile(_ path: String) -> String? {
-    let fd = FD.open(path, O_RDONLY)
-    guard fd >= 0 else { return nil }
-    defer { _ = close(fd) }
+    guard let fd = FD.openForReading(path) else { return nil }
+    defer { try? fd.close() }
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 16384)
     while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
+        // read(into:) retries EINTR; an error ends the file as end of file did before.
+        guard let n = try? chunk.withUnsafeMutableBytes({ try fd.read(into: $0) }), n > 0 else { break }
         bytes += chunk[0..<n]
     }
     return String(decoding: bytes, as: UTF8.self)
