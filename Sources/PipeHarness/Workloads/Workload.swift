@@ -10,7 +10,7 @@ import PipeResults
 /// repetition is summarised by (``WorkloadMetric``), the CSV cells it fills and the summary
 /// table `run` and `sweep` print for it. Everything the sweep, the runner, the results
 /// records and the summary know of a workload comes through here.
-public protocol WorkloadDefinition {
+public protocol WorkloadDefinition: SendableMetatype {
     associatedtype Configuration: Sendable
     associatedtype Result: WorkloadResult
 
