@@ -1,9 +1,9 @@
 import Foundation
 import PipeHarness
+import PipeResults
 import Synchronization
 #if canImport(Glibc)
 import Glibc
-import PipeResults
 #endif
 
 /// Runs configurations with the harness's `Runner` (interleaved repetitions, warm-up, core

@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
 import PipeHarness
+import PipeResults
 #if canImport(Glibc)
 import Glibc
-import PipeResults
 #endif
 
 /// An error the CLI reports in one line, with the exit status it deserves.

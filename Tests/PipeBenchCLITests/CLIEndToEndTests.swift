@@ -1,9 +1,9 @@
 import Foundation
 import Testing
 @testable import PipeHarness
+@testable import PipeResults
 #if canImport(Glibc)
 import Glibc
-@testable import PipeResults
 #endif
 
 /// The built `pipebench` executable: next to the test bundle (SwiftPM puts products and the

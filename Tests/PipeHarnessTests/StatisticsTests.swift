@@ -155,7 +155,7 @@ import Testing
     }
 }
 
+@testable import PipeResults
 #if canImport(Glibc)
 import Glibc
-@testable import PipeResults
 #endif

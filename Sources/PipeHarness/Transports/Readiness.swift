@@ -77,9 +77,8 @@ final class EngineReadinessSet: ReadinessSet {
                 }
                 _ = try system.kevent(kq, changes: changes, capacity: 0, timeout: 0)
             } catch {
-                if kq >= 0 { try? system.close(kq) }
-                pollSet.deallocate()
-                events.deallocate()
+                // Every stored property is set, so deinit runs after this throw: it closes the
+                // kqueue and frees the buffers.
                 throw HarnessError.system(call: "kqueue/kevent (engine)", errno: error.rawValue, context: "readiness set registration")
             }
         }

@@ -27,7 +27,11 @@ extension PingPongWorkload: WorkloadDefinition {
         guard let r = Double(text), r > 0, r.isFinite else {
             throw SweepError("--rate '\(text)': give messages per second as a positive number, e.g. --rate 10000")
         }
-        return r == r.rounded() ? String(Int(r)) : String(r)
+        return rateText(r)
+    }
+    /// A rate's canonical text: a whole number without ".0" (`10000`), else Swift's shortest.
+    static func rateText(_ r: Double) -> String {
+        r == r.rounded() && abs(r) < 1e15 ? String(Int(r)) : String(r)
     }
     public static let parameters = [messageSize, iterations, warmupIterations, rate]
     public static let usesStreamSizes = false
@@ -105,7 +109,7 @@ extension SweepPoint {
     /// pingpong: a fixed rate in messages per second; nil: closed loop.
     public var rate: Double? {
         get { self[PingPongWorkload.rate].flatMap { Double($0) } }
-        set { self[PingPongWorkload.rate] = newValue.map { $0 == $0.rounded() ? String(Int($0)) : String($0) } }
+        set { self[PingPongWorkload.rate] = newValue.map(PingPongWorkload.rateText) }
     }
 }
 

@@ -216,15 +216,16 @@ public enum PingPongWorkload {
         defer { ping.closeWriteEnd(); pong.closeReadEnd() }
         let m = config.messageSize
         // Placed first, so that the buffers are touched (allocated) where the thread runs.
-        let (out, back) = try startTogether(barrier, cpu: config.placement.writerCPU, node: config.placement.writerNode,
-                                            peerFailed: "pingpong server failed to start") {
+        // The histogram is made before the barrier, as the buffers are, so that both sides
+        // leave it together, and after placement, so that its counts live on the client's node.
+        var (out, back, report) = try startTogether(barrier, cpu: config.placement.writerCPU, node: config.placement.writerNode,
+                                                    peerFailed: "pingpong server failed to start") {
             let node = config.placement.writerMemoryNode
             return (try AlignedBuffer(count: m, node: node, what: "client send buffer"),
-                    try AlignedBuffer(count: m, node: node, what: "client receive buffer"))
+                    try AlignedBuffer(count: m, node: node, what: "client receive buffer"),
+                    ClientReport(histogram: Histogram<UInt64>(
+                        lowestDiscernibleValue: 1, highestTrackableValue: highestTrackableNs, numberOfSignificantValueDigits: .three)))
         }
-        // After placement, so that the histogram's counts live on the client's node too.
-        var report = ClientReport(histogram: Histogram<UInt64>(
-            lowestDiscernibleValue: 1, highestTrackableValue: highestTrackableNs, numberOfSignificantValueDigits: .three))
         report.cpusSeen.append(Int(pb_sched_getcpu()))
 
         // One round trip. For vmsplice: `out` is rewritten only after the echo of the previous
