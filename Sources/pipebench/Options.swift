@@ -51,17 +51,18 @@ struct ParameterOptions: ParsableArguments {
     @Flag(name: .customLong("verify"), help: "Send a sequence-numbered payload and check every byte (fails the run on a wrong byte).")
     var verify = false
 
-    /// Flag values by axis, in the order given.
+    /// Flag values by axis, in the order of the properties (a sweep orders them by
+    /// `SweepAxis.allCases`). Each `[String]` option above is its axis by name: the property
+    /// `writeSize` is `--write-size`, the axis `write-size`; a new parameter is one line above.
     var byAxis: [(SweepAxis, [String])] {
-        var out: [(SweepAxis, [String])] = [
-            (.workload, workload), (.transport, transport), (.writeSize, writeSize), (.readSize, readSize),
-            (.total, total), (.messageSize, messageSize), (.iterations, iterations),
-            (.warmupIterations, warmupIterations), (.rate, rate),
-            (.pairs, pairs), (.pairCPUs, pairCPUs), (.writers, writers), (.mux, mux), (.kernelPipeSize, kernelPipeSize),
-        ] + engine.byTunable.map { (SweepAxis.engine($0.0), $0.1) } + [
-            (.kvaTier, kvaTier), (.writerCPU, writerCPU), (.readerCPU, readerCPU),
-            (.writerNode, writerNode), (.readerNode, readerNode), (.memoryNode, memoryNode),
-        ]
+        var out: [(SweepAxis, [String])] = []
+        for child in Mirror(reflecting: self).children {
+            guard let label = child.label, let option = child.value as? Option<[String]> else { continue }
+            let name = EngineParameterOptions.flagName(label)
+            guard let axis = SweepAxis(rawValue: name) else { preconditionFailure("--\(name) is no sweep axis") }
+            out.append((axis, option.wrappedValue))
+        }
+        out += engine.byTunable.map { (SweepAxis.engine($0.0), $0.1) }
         if verify { out.append((.verify, ["on"])) }
         return out.filter { !$0.1.isEmpty }
     }
@@ -99,11 +100,15 @@ struct EngineParameterOptions: ParsableArguments {
         }
     }
 
-    /// `_bigPipeSize` -> `big-pipe-size`, as argument-parser names a property's long flag.
+    /// `_bigPipeSize` -> `big-pipe-size`, `_pairCPUs` -> `pair-cpus`: as argument-parser names a
+    /// property's long flag (a run of capitals is one word).
     static func flagName(_ label: String) -> String {
         var out = ""
+        var previous: Character = "_"
         for ch in label.drop(while: { $0 == "_" }) {
-            if ch.isUppercase { out += "-" + ch.lowercased() } else { out.append(ch) }
+            if ch.isUppercase && previous.isLowercase { out += "-" }
+            out += ch.lowercased()
+            previous = ch
         }
         return out
     }
