@@ -40,8 +40,15 @@ public struct SweepSpecification: Sendable {
         if values(of: .kernelPipeSize) != nil {
             let ts = values(of: .transport) ?? [base.transport.rawValue]
             let kernel = SweepPoint.kernelPipeTransports.map(\.rawValue)
-            let workloads = values(of: .workload) ?? [base.workload.rawValue]
-            guard ts.contains(where: kernel.contains), workloads.contains(where: { $0 != WorkloadKind.kvaPressure.rawValue }) else {
+            let workloads = (values(of: .workload) ?? [base.workload.rawValue]).compactMap(WorkloadKind.init(rawValue:))
+            // Some workload of the sweep must run over a kernel pipe (its own validation says).
+            let overKernelPipe = workloads.contains { w in
+                var p = base
+                p.workload = w
+                p.transport = .linuxPipe
+                return (try? w.definition.validate(p)) != nil
+            }
+            guard ts.contains(where: kernel.contains), overKernelPipe else {
                 throw SweepError("--kernel-pipe-size sets F_SETPIPE_SZ, so it applies to --transport linux-pipe or linux-vmsplice (got \(ts.joined(separator: ",")))")
             }
         }

@@ -106,7 +106,7 @@ extension KVAPressureResult: WorkloadResult {
     public var value: Double { bytesPerSecond }
 
     public func record(into row: inout ResultsRow) {
-        if let stream { stream.record(into: &row) } else { row.memory(writer: nil, reader: nil, arena: nil) }
+        stream?.record(into: &row)
         row.set("kva_band", band.rawValue)
         row.int("kva_ballast_pipes", ballastPipes)
         row.number("kva_pipekva_before_pct", countersBefore.pipekvaPercent)
