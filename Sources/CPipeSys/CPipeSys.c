@@ -300,3 +300,19 @@ int pb_owner_exists(int owner) {
     if (kill(owner, 0) == 0) return 1;
     return errno == EPERM;                       /* there, but not ours to signal */
 }
+
+int pb_hypervisor_signature(char out[13]) {
+    memset(out, 0, 13);
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned int a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    if (!(c & (1u << 31))) return 0;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000000u), "c"(0));
+    memcpy(out, &b, 4);
+    memcpy(out + 4, &c, 4);
+    memcpy(out + 8, &d, 4);
+    return 1;
+#else
+    return 0;
+#endif
+}

@@ -17,13 +17,15 @@ public struct ResultsError: Error, CustomStringConvertible, Equatable, Sendable 
     public var description: String { message }
 }
 
-/// The columns of a pipebench results file, in their documented order. Version 3: version 2
+/// The columns of a pipebench results file, in their documented order. Version 4: version 3
+/// plus the placement preset, the pages found off the node asked for, and whether the machine
+/// was virtual or emulated (`addedInVersion4`); version 3: version 2
 /// plus the engine's copy strategy and the core-to-core probe of each repetition
 /// (`addedInVersion3`); version 2: version 1 plus the pairs and fanin columns and the kernel
-/// pipe size asked for (`addedInVersion2`). Files of versions 1 and 2 are still read, their
+/// pipe size asked for (`addedInVersion2`). Files of versions 1 to 3 are still read, their
 /// rows moved into this version's columns with the newer ones empty.
 public enum ResultsSchema {
-    public static let version = 3
+    public static let version = 4
     public static let csvVersion = csvSchema(version)
     public static let jsonVersion = jsonSchema(version)
     public static let csvVersion1 = csvSchema(1)
@@ -39,12 +41,18 @@ public enum ResultsSchema {
     ]
     /// The columns version 3 added.
     public static let addedInVersion3: Set<String> = ["copy", "probe_ns"]
+    /// The columns version 4 added.
+    public static let addedInVersion4: Set<String> = [
+        "placement", "memory_pages_misplaced", "env_virtualization", "env_emulated",
+    ]
+    /// Each version after the first and the columns it added.
+    static let added: [(version: Int, columns: Set<String>)] = [
+        (2, addedInVersion2), (3, addedInVersion3), (4, addedInVersion4),
+    ]
 
     /// The columns of version `v` (1 through `version`), in order.
     public static func columnNames(ofVersion v: Int) -> [String] {
-        columnNames.filter { name in
-            !(v < 3 && addedInVersion3.contains(name)) && !(v < 2 && addedInVersion2.contains(name))
-        }
+        columnNames.filter { name in !added.contains { v < $0.version && $0.columns.contains(name) } }
     }
     public static let version1ColumnNames: [String] = columnNames(ofVersion: 1)
 
@@ -127,6 +135,7 @@ public enum ResultsSchema {
         c("verify", .boolean, .parameter, "Payload checked byte for byte."),
     ] + EngineTunable.all.map(engineColumn) + [
         c("kva_tier_pct", .integer, .parameter, "kva-pressure: `pipekva` filled to this percentage of `maxpipekva` first."),
+        c("placement", .text, .parameter, "`--placement` preset (same-core, cross-core, same-node, cross-node) the CPUs and nodes of this row came from; empty: placed by the explicit flags, or not at all."),
         c("writer_cpu", .integer, .parameter, "CPU the writer (pingpong: client; pairs, fanin: every writer) was pinned to; empty = unpinned."),
         c("reader_cpu", .integer, .parameter, "CPU the reader (pingpong: server; pairs: every reader) was pinned to; empty = unpinned."),
         c("writer_node", .integer, .parameter, "NUMA node asked for the writer."),
@@ -166,6 +175,7 @@ public enum ResultsSchema {
         c("writer_memory_node_seen", .integer, .metric, "Node holding most of the writer's (client's) buffer pages after the run (move_pages); pairs: when all pairs agree; fanin: writer 0's."),
         c("reader_memory_node_seen", .integer, .metric, "The same for the reader's (server's) buffer."),
         c("arena_memory_node_seen", .integer, .metric, "The same for the engine's KVA arena."),
+        c("memory_pages_misplaced", .integer, .metric, "Pages of the buffers bound to a node (writer's, reader's, the engine's arena) found on another node after the repetition (move_pages); 0 = all where asked, empty = no memory node asked. pipebench warns when it is not 0."),
         c("kva_band", .text, .metric, "kva-pressure: regime the ballast put the engine in (`at-most-half`, `above-half`, `above-three-quarters`, `exhausted`)."),
         c("kva_ballast_pipes", .integer, .metric, "kva-pressure: idle ballast pipes made first."),
         c("kva_pipekva_before_pct", .number, .metric, "kva-pressure: pipekva as % of maxpipekva after the ballast, before the workload."),
@@ -186,6 +196,8 @@ public enum ResultsSchema {
         c("env_arch", .text, .environment, "Machine (`uname -m`)."),
         c("env_cpu_model", .text, .environment, "CPU model name."),
         c("env_hypervisor", .boolean, .environment, "Running in a VM (vCPUs may move)."),
+        c("env_virtualization", .text, .environment, "The hypervisor, from its CPUID signature (KVM, QEMU TCG, Hyper-V, VMware, Xen, …); empty on bare metal."),
+        c("env_emulated", .boolean, .environment, "The CPU is emulated in software (QEMU TCG): placement and behaviour are checked, timings mean nothing."),
         c("env_online_cpus", .integer, .environment, "Online CPUs."),
         c("env_usable_cpus", .integer, .environment, "CPUs this process may run on."),
         c("env_numa_nodes", .integer, .environment, "NUMA nodes (0 without NUMA support)."),

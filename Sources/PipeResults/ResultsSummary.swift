@@ -134,6 +134,37 @@ public enum ResultsSummary {
                               offRounds: offRounds.sorted(), rounds: rounds.count, offKeys: offKeys)
     }
 
+    /// What a run did not do as asked, one line per configuration: pages of buffers bound to
+    /// a node found elsewhere after a repetition (`memory_pages_misplaced`). pipebench prints
+    /// them with the summary, and on standard error where no summary is printed.
+    public static func placementWarnings(_ t: ResultsTable) -> [String] {
+        var byLabel: [(label: String, reps: [Int], pages: Int, seen: String)] = []
+        for i in t.rows.indices {
+            guard let n = Int(t.value(i, "memory_pages_misplaced")), n > 0 else { continue }
+            let label = t.value(i, "label")
+            let seen = [("writer", "writer_memory_node_seen"), ("reader", "reader_memory_node_seen"), ("arena", "arena_memory_node_seen")]
+                .compactMap { side, column in t.value(i, column).isEmpty ? nil : "\(side) \(t.value(i, column))" }
+                .joined(separator: ", ")
+            let rep = Int(t.value(i, "repetition")) ?? i
+            if let k = byLabel.firstIndex(where: { $0.label == label }) {
+                byLabel[k].reps.append(rep)
+                byLabel[k].pages = max(byLabel[k].pages, n)
+            } else {
+                byLabel.append((label, [rep], n, seen))
+            }
+        }
+        return byLabel.map { w in
+            let asked = t.rows.indices.first { t.value($0, "label") == w.label }.map { i in
+                let m = t.value(i, "memory_node")
+                return m.isEmpty ? "the nodes of --placement \(t.value(i, "placement"))" : "node \(m)"
+            } ?? "the node asked"
+            return "\(w.label): pages found off \(asked) in repetition \(w.reps.map(String.init).joined(separator: ",")) "
+                + "(up to \(w.pages) pages; most pages on: \(w.seen); column memory_pages_misplaced). "
+                + "Something moved them after placement (migratepages, autonuma, memory pressure) or the node ran out of memory."
+        }
+    }
+
+
     /// `candidate` over `baseline` in `column`, paired round by round (`Statistics.pairedRatio`),
     /// leaving out the rounds `drift` names as off the usual placement when given; nil when the
     /// two groups do not have the same rounds (or none are left).

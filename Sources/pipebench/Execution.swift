@@ -89,6 +89,9 @@ struct Execution {
         }
         if let json = outputs.json { try ResultsTable.writeAtomically(table.json(), to: json, force: force) }
         reporter.done(table: table, csv: csvPath, json: outputs.json)
+        if quiet || progress == .json || !printSummary {
+            for w in ResultsSummary.placementWarnings(table) { stderrWrite("pipebench: warning: \(w)\n") }
+        }
         if printSummary && !quiet && progress != .json {
             print(SummaryPrinter.render(table))
             print("Saved \(table.rows.count) rows to \(csvPath)\(outputs.json.map { " and \($0)" } ?? "")")

@@ -38,6 +38,8 @@ struct ParameterOptions: ParsableArguments {
     @OptionGroup(title: "Engine tunables") var engine: EngineParameterOptions
     @Option(name: .customLong("kva-tier"), help: ArgumentHelp("kva-pressure: fill pipekva above this % of maxpipekva with idle pipes first (100 = exhausted); implies --workload kva-pressure.", valueName: "percent"))
     var kvaTier: [String] = []
+    @Option(name: .customLong("placement"), help: ArgumentHelp("A placement preset: same-core, cross-core (two CPUs of one node), same-node (any CPUs of one node), cross-node (writer and its buffer on one node, reader and its buffer on the farthest other, the arena on the writer's). --writer-node and --reader-node choose its nodes; it cannot be combined with the CPU flags or --memory-node. Repeat or list to sweep.", valueName: "preset"))
+    var placement: [String] = []
     @Option(name: .customLong("writer-cpu"), help: ArgumentHelp("Pin the writer (pingpong: client; pairs, fanin: every writer) to this CPU.", valueName: "cpu"))
     var writerCPU: [String] = []
     @Option(name: .customLong("reader-cpu"), help: ArgumentHelp("Pin the reader (pingpong: server; pairs: every reader) to this CPU.", valueName: "cpu"))
@@ -136,7 +138,7 @@ struct RunOptions: ParsableArguments {
     var force = false
     @Option(name: .customLong("progress"), help: ArgumentHelp("auto (a bar on a terminal), bar, json (NDJSON events on stdout), none.", valueName: "mode"))
     var progress: ProgressMode = .auto
-    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "No progress and no table; only errors.")
+    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "No progress and no table; only errors and warnings (pages off the node asked), on standard error.")
     var quiet = false
 }
 

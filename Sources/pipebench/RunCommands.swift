@@ -137,7 +137,7 @@ struct SweepCommand: PipeBenchCommand {
         `pipebench export shard*.csv --to csv -o all.csv`.
 
         Progress: a bar with ETA on a terminal; --progress json prints NDJSON events on \
-        standard output (start, step, result, done) instead of the table; --quiet prints nothing.
+        standard output (start, step, result, done) instead of the table; --quiet prints only errors and warnings.
 
         Examples:
           pipebench sweep --transport engine,linux-pipe --write-size 64,4K..1M

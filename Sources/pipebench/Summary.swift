@@ -24,7 +24,9 @@ enum SummaryPrinter {
             let placements = Set(t.rows.indices.map { i in
                 let pairs = t.value(i, "pair_cpus")
                 if !pairs.isEmpty { return "pairs \(pairs)" }
-                return "\(t.value(i, "writer_cpu").isEmpty ? "any" : t.value(i, "writer_cpu"))/\(t.value(i, "reader_cpu").isEmpty ? "any" : t.value(i, "reader_cpu"))"
+                let cpus = "\(t.value(i, "writer_cpu").isEmpty ? "any" : t.value(i, "writer_cpu"))/\(t.value(i, "reader_cpu").isEmpty ? "any" : t.value(i, "reader_cpu"))"
+                let preset = t.value(i, "placement")
+                return preset.isEmpty ? cpus : "\(cpus) (\(preset))"
             }).sorted()
             out.append("Writer/reader CPUs (pingpong: client/server): \(placements.joined(separator: ", ")); memcpy uses the writer's.")
             if let drift {
@@ -37,7 +39,11 @@ enum SummaryPrinter {
                     + "(column probe_ns). The last column is the ratio over the usual placement's rounds alone.")
             }
             if t.value(r, "env_build") == "debug" { out.append("Note: a debug build; measure with `swift build -c release`.") }
+            if t.value(r, "env_emulated") == "true" {
+                out.append("Note: the CPU is emulated (\(t.value(r, "env_virtualization"))): this run shows behaviour and placement; its timings are not performance.")
+            }
         }
+        out += ResultsSummary.placementWarnings(t).map { "Warning: \($0)" }
         if footnote { out.append("* fewer than 6 repetitions: the interval is min-max and covers the median with less than 95%.") }
         return out.joined(separator: "\n")
     }

@@ -67,6 +67,10 @@ func write(_ text: String, _ path: String) {
         (["run", "--writer-node", "4096"], 64, "no such NUMA node; this machine has node"),
         (["run", "--memory-node", "4096"], 64, "no such NUMA node"),
         (["run", "--reader-cpu", "100000"], 64, "no such CPU"),
+        (["run", "--placement", "far-away"], 64, "--placement 'far-away' is unknown; use one of: same-core, cross-core, same-node, cross-node"),
+        (["run", "--placement", "same-core", "--writer-cpu", "0"], 64, "leave out --writer-cpu"),
+        (["run", "--placement", "same-node", "--memory-node", "0"], 64, "leave out --memory-node"),
+        (["run", "--placement", "cross-core", "--writer-node", "0", "--reader-node", "1"], 64, "puts both sides on one node"),
         (["run", "--transport", "carrier-pigeon"], 64, "--transport 'carrier-pigeon' is unknown"),
         (["run", "--workload", "pingpong", "--transport", "memcpy"], 64, "memcpy has no pingpong"),
         (["run", "--write-size", "4K,8K"], 64, "use `pipebench sweep`"),
@@ -335,6 +339,43 @@ func write(_ text: String, _ path: String) {
             #expect(ft.value(i, "integrity_ok") == "true")
             #expect(Int(ft.value(i, "mux_calls"))! > 0 && Int(ft.value(i, "read_calls"))! >= 3 * 64)
             #expect(ft.value(i, "pairs").isEmpty)
+        }
+    }
+
+    /// --placement is an axis: each preset's rows name it and hold the CPUs and nodes it chose;
+    /// with every buffer bound to a node, no page is off it. A preset this machine cannot give
+    /// (cross-node on one node) is refused naming what exists.
+    @Test func placementPresetsAreAnAxisAndRecordWhatTheyChose() throws {
+        let dir = makeTempDir()
+        let topology = Topology.current()
+        let presets = topology.numaAvailable ? "same-core,cross-core,same-node" : "same-core,cross-core"
+        let o = try pipebench(["sweep", "--workload", "pingpong", "--transport", "engine,linux-pipe", "--placement", presets,
+                               "--iterations", "200", "--verify", "--repetitions", "2", "--warmup", "0",
+                               "--csv", "placed.csv", "--progress", "none"], in: dir)
+        #expect(o.status == 0, "\(o.stderr)")
+        #expect(!o.stdout.contains("Warning"), "\(o.stdout)")
+        let t = try ResultsTable.read(path: dir + "/placed.csv")
+        #expect(t.rows.count == (topology.numaAvailable ? 12 : 8))
+        for i in t.rows.indices {
+            let preset = try #require(PlacementPreset(rawValue: t.value(i, "placement")), "row \(i)")
+            let asked = try Placement.preset(preset, topology: topology)
+            #expect(t.value(i, "label").contains("place=\(preset.rawValue)"))
+            #expect(t.value(i, "writer_cpu") == asked.writerCPU.map(String.init) ?? "")
+            #expect(t.value(i, "reader_cpu") == asked.readerCPU.map(String.init) ?? "")
+            #expect(t.value(i, "writer_node") == asked.writerNode.map(String.init) ?? "")
+            #expect(t.value(i, "integrity_ok") == "true")
+            if let cpu = asked.writerCPU { #expect(t.value(i, "writer_cpus_seen") == "\(cpu);\(cpu)") }
+            if let node = asked.writerMemoryNode {
+                #expect(t.value(i, "memory_pages_misplaced") == "0", "row \(i)")
+                #expect(t.value(i, "writer_memory_node_seen") == String(node))
+            } else {
+                #expect(t.value(i, "memory_pages_misplaced").isEmpty)
+            }
+        }
+        if topology.nodes.filter({ !topology.usableCPUs(onNode: $0.id).isEmpty }).count < 2 {
+            let cross = try pipebench(["run", "--placement", "cross-node", "--quiet"], in: dir)
+            #expect(cross.status == 64)
+            #expect(cross.stderr.contains("--placement cross-node") && cross.stderr.contains("needs two NUMA nodes"), "\(cross.stderr)")
         }
     }
 

@@ -103,11 +103,13 @@ func table(_ configs: [(String, String, [Double])], runID: String = "r1") -> Res
         #expect(ResultsSchema.column("kernel_pipe_size_asked_B")?.group == .parameter)
         #expect(ResultsSchema.column("kernel_pipe_size_B")?.group == .metric)
         // ... and each version's columns are exactly those later versions did not add.
-        #expect(ResultsSchema.version1ColumnNames.count + ResultsSchema.addedInVersion2.count
-                + ResultsSchema.addedInVersion3.count == names.count)
-        #expect(ResultsSchema.columnNames(ofVersion: 2).count + ResultsSchema.addedInVersion3.count == names.count)
+        let added = [ResultsSchema.addedInVersion2, ResultsSchema.addedInVersion3, ResultsSchema.addedInVersion4]
+        #expect(ResultsSchema.version1ColumnNames.count + added.reduce(0) { $0 + $1.count } == names.count)
+        for v in 2...ResultsSchema.version {
+            #expect(ResultsSchema.columnNames(ofVersion: v).count + added[(v - 1)...].reduce(0) { $0 + $1.count } == names.count, "version \(v)")
+        }
         #expect(ResultsSchema.columnNames(ofVersion: ResultsSchema.version) == names)
-        #expect(ResultsSchema.addedInVersion2.union(ResultsSchema.addedInVersion3).allSatisfy { ResultsSchema.column($0) != nil })
+        #expect(added.allSatisfy { $0.allSatisfy { ResultsSchema.column($0) != nil } })
     }
 
     @Test func atomicWriteNeverOverwritesWithoutForce() throws {

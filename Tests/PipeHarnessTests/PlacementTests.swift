@@ -4,6 +4,7 @@ import Glibc
 #endif
 import Testing
 @testable import PipeHarness
+import PipeResults
 
 /// Placement on this machine's node 0: threads and memory land where asked, checked with
 /// sched_getcpu and move_pages; refusals name what exists. Written for any machine with at
@@ -201,5 +202,69 @@ import Testing
         let other = topology.nodeIDs.first { $0 != home } ?? home + 1
         let p = Placement(writerCPU: cpu, writerNode: other)
         #expect(throws: HarnessError.self) { try p.validate(against: topology) }
+    }
+
+    // MARK: presets on a machine that is not this one
+
+    /// Four nodes of one CPU each, distances 10 + 10·|i − j| (what scripts/numa-vm --nodes 4 boots).
+    static func fourNodes() -> Topology {
+        let nodes = (0..<4).map { i in
+            Topology.Node(id: i, cpus: [i], totalBytes: 1 << 29, freeBytes: 1 << 28, distances: (0..<4).map { 10 + 10 * abs(i - $0) })
+        }
+        return Topology(numaAvailable: true, message: nil, nodes: nodes, usableCPUs: [0, 1, 2, 3], onlineCPUs: 4,
+                        cpus: (0..<4).map { Topology.CPU(id: $0, node: $0, core: $0, package: $0, siblings: [$0]) })
+    }
+
+    /// cross-node takes the node farthest from the writer's unless told; ties go to the lowest id.
+    @Test func crossNodeGoesToTheFarthestNode() throws {
+        let t = Self.fourNodes()
+        #expect(t.distance(0, 3) == 40 && t.distance(2, 1) == 20)
+        let p = try Placement.preset(.crossNode, topology: t)
+        #expect(p.writerNode == 0 && p.readerNode == 3)
+        #expect(p.writerMemoryNode == 0 && p.readerMemoryNode == 3 && p.arenaNode == 0)
+        #expect(try Placement.preset(.crossNode, topology: t, node: 1).readerNode == 3)
+        #expect(try Placement.preset(.crossNode, topology: t, node: 2).readerNode == 0)   // 30 beats 20, 20
+        #expect(try Placement.preset(.crossNode, topology: t, node: 3, otherNode: 2).readerNode == 2)
+        // Equal distances: the lowest id.
+        var flat = t
+        for i in flat.nodes.indices { flat.nodes[i].distances = (0..<4).map { $0 == i ? 10 : 20 } }
+        #expect(try Placement.preset(.crossNode, topology: flat, node: 2).readerNode == 0)
+        #expect(try Placement.preset(.sameNode, topology: t, node: 2).memoryNode == 2)
+        #expect(throws: HarnessError.self) { try Placement.preset(.crossNode, topology: t, node: 1, otherNode: 1) }
+    }
+
+    /// Pages bound to a node and found elsewhere are counted, per buffer and in the row, and
+    /// the run's summary warns; pages where asked, or with no node asked, are not.
+    @Test func pagesOffTheNodeAskedAreReported() throws {
+        func location(_ what: String, asked: Int?, _ byNode: [(Int, Int)]) -> MemoryLocation {
+            MemoryLocation(what: what, requestedNode: asked, bytes: 16 * 4096, pages: 16,
+                           pagesByNode: byNode.map { .init(node: $0.0, pages: $0.1) }, pagesNotPresent: 0, pagesOtherStatus: 0)
+        }
+        let moved = location("writer buffer", asked: 0, [(0, 4), (1, 12)])
+        #expect(moved.pagesOffRequestedNode == 12 && moved.onRequestedNode == false && moved.dominantNode == 1)
+        let home = location("reader buffer", asked: 0, [(0, 16)])
+        #expect(home.pagesOffRequestedNode == 0 && home.onRequestedNode == true)
+        let free = location("reader buffer", asked: nil, [(1, 16)])
+        #expect(free.pagesOffRequestedNode == nil)
+
+        var rows: [[String]] = []
+        for (k, writer) in [home, moved, home].enumerated() {
+            var row = ResultsRow()
+            row.set("label", "stream engine")
+            row.int("repetition", k)
+            row.int("memory_node", 0)
+            row.memory(writer: writer, reader: home, arena: home)
+            rows.append(row.cells)
+        }
+        var unplaced = ResultsRow()
+        unplaced.set("label", "stream linux-pipe")
+        unplaced.memory(writer: free, reader: free, arena: nil)
+        rows.append(unplaced.cells)
+        let t = ResultsTable(rows: rows)
+        #expect(t.rows.indices.map { t.value($0, "memory_pages_misplaced") } == ["0", "12", "0", ""])
+        let warnings = ResultsSummary.placementWarnings(t)
+        #expect(warnings.count == 1)
+        #expect(warnings.first?.hasPrefix("stream engine: pages found off node 0 in repetition 1 (up to 12 pages; most pages on: writer 1, reader 0, arena 0") == true,
+                "\(warnings)")
     }
 }

@@ -123,6 +123,14 @@ int pb_set_memlock_limit(uint64_t soft, uint64_t hard);
 /// Kilobytes locked by this process (VmLck in /proc/self/status), or -1.
 long pb_vmlck_kb(void);
 
+// MARK: the machine
+
+/// The hypervisor's CPUID signature (leaf 0x40000000: twelve bytes in EBX, ECX, EDX, such as
+/// "KVMKVMKVM", "TCGTCGTCGTCG", "Microsoft Hv") into `out` (13 bytes, NUL-terminated), when
+/// CPUID leaf 1 sets the hypervisor bit (ECX bit 31). Returns 1 then, 0 on bare metal or
+/// where CPUID does not exist (not x86), with `out` empty.
+int pb_hypervisor_signature(char out[13]);
+
 // MARK: threads and CPUs
 
 pid_t pb_gettid(void);

@@ -41,6 +41,12 @@ public struct EnvironmentInfo: Codable, Sendable {
     public var cpuModel: String?
     /// The "hypervisor" CPU flag: running in a VM, where vCPUs can move under us.
     public var hypervisor: Bool
+    /// The hypervisor by name, from its CPUID signature ("KVM", "QEMU TCG", "Hyper-V", …; the
+    /// signature itself when unknown); nil on bare metal.
+    public var virtualization: String?
+    /// The CPU is emulated in software (QEMU's TCG): the run checks behaviour and placement,
+    /// and its timings say nothing about any real machine.
+    public var emulated: Bool
     /// sysconf(_SC_NPROCESSORS_ONLN) and _CONF.
     public var onlineCPUs: Int
     public var configuredCPUs: Int
@@ -78,10 +84,13 @@ public struct EnvironmentInfo: Codable, Sendable {
         let usable = Topology.usableCPUList().count
         let commit = runCommand(["git", "rev-parse", "HEAD"])?.trimmingCharacters(in: .whitespacesAndNewlines)
         let status = commit == nil ? nil : runCommand(["git", "status", "--porcelain", "--", ":(top,exclude)results"])
+        let machine = detectVirtualization(cpuModel: cpuinfoField(cpuinfo, "model name"))
         return EnvironmentInfo(
             kernel: captureKernel(),
             cpuModel: cpuinfoField(cpuinfo, "model name"),
             hypervisor: cpuinfoField(cpuinfo, "flags")?.split(separator: " ").contains("hypervisor") ?? false,
+            virtualization: machine.virtualization,
+            emulated: machine.emulated,
             onlineCPUs: sysconf(Int32(_SC_NPROCESSORS_ONLN)),
             configuredCPUs: sysconf(Int32(_SC_NPROCESSORS_CONF)),
             usableCPUs: usable,
@@ -97,6 +106,27 @@ public struct EnvironmentInfo: Codable, Sendable {
             gitDirty: status.map { !$0.trimmed.isEmpty },
             hostname: captureHostname(),
             timestamp: Date().ISO8601Format())
+    }
+
+    /// Hypervisor CPUID signatures (leaf 0x40000000) and the names results give them.
+    static let hypervisorNames: [String: String] = [
+        "KVMKVMKVM": "KVM", "TCGTCGTCGTCG": "QEMU TCG", "Microsoft Hv": "Hyper-V",
+        "VMwareVMware": "VMware", "XenVMMXenVMM": "Xen", "VBoxVBoxVBox": "VirtualBox",
+        "bhyve bhyve ": "bhyve", "ACRNACRNACRN": "ACRN", " lrpepyh  vr": "Parallels", "QNXQVMBSQG": "QNX",
+    ]
+
+    /// What runs this machine, from CPUID (the hypervisor bit and signature). QEMU's TCG
+    /// announces itself as "TCGTCGTCGTCG" in recent versions; older ones, and `-cpu` models
+    /// without the leaf, still name the CPU "QEMU TCG CPU" in /proc/cpuinfo, which counts too.
+    static func detectVirtualization(cpuModel: String?) -> (virtualization: String?, emulated: Bool) {
+        var signature = [CChar](repeating: 0, count: 13)
+        let present = pb_hypervisor_signature(&signature) == 1
+        let text = String(decoding: signature.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let tcgModel = cpuModel?.contains("QEMU TCG CPU") ?? false
+        if tcgModel && (!present || text.isEmpty) { return ("QEMU TCG", true) }
+        guard present else { return (nil, false) }
+        let name = hypervisorNames[text] ?? (text.isEmpty ? "unknown hypervisor" : text.trimmed)
+        return (name, name == "QEMU TCG" || tcgModel)
     }
 
     static var compilerVersion: String {

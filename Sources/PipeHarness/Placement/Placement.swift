@@ -101,7 +101,8 @@ public struct Placement: Codable, Sendable, Hashable {
 
     /// A preset for this machine. `node` chooses the node of same-core, cross-core and
     /// same-node (default: the node of the lowest usable CPU); `otherNode` the reader's node of
-    /// cross-node (default: the next node with usable CPUs). Refused, with a message naming
+    /// cross-node (default: the node with usable CPUs farthest from the first, by numa_distance;
+    /// ties go to the lowest id, so on two nodes it is the other one). Refused, with a message naming
     /// what exists, when the machine cannot provide it.
     public static func preset(
         _ preset: PlacementPreset, topology: Topology = .current(), node: Int? = nil, otherNode: Int? = nil
@@ -161,7 +162,7 @@ public struct Placement: Codable, Sendable, Hashable {
                     "cross-node placement needs two NUMA nodes with CPUs; this machine has \(topology.nodeListText)")
             }
             let a = node ?? cpuNodes[0]
-            let b = otherNode ?? cpuNodes.first { $0 != a } ?? a
+            let b = otherNode ?? topology.farthest(from: a, among: cpuNodes) ?? a
             guard a != b else {
                 throw HarnessError.invalidArgument("cross-node placement needs two different nodes, got node \(a) twice")
             }
@@ -248,6 +249,12 @@ public struct MemoryLocation: Codable, Sendable, Equatable {
     public var onRequestedNode: Bool? {
         guard let requestedNode, presentPages > 0 else { return nil }
         return pagesByNode.allSatisfy { $0.node == requestedNode }
+    }
+
+    /// Present pages on a node other than the requested one (nil when none was requested).
+    public var pagesOffRequestedNode: Int? {
+        guard let requestedNode else { return nil }
+        return pagesByNode.reduce(0) { $0 + ($1.node == requestedNode ? 0 : $1.pages) }
     }
 
     /// Queries the pages of `[base, base + bytes)`. The range is widened to whole pages.

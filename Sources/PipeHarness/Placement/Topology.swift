@@ -68,6 +68,20 @@ public struct Topology: Codable, Sendable {
     }
 
     /// The usable CPUs of a node.
+    /// numa_distance from node `a` to node `b` (10 = local), if both exist.
+    public func distance(_ a: Int, _ b: Int) -> Int? {
+        guard let from = node(a), let i = nodes.firstIndex(where: { $0.id == b }), i < from.distances.count else { return nil }
+        return from.distances[i]
+    }
+
+    /// Of `candidates`, the node farthest from `home` (ties and unknown distances: the lowest id).
+    public func farthest(from home: Int, among candidates: [Int]) -> Int? {
+        candidates.filter { $0 != home }.min { a, b in
+            let da = distance(home, a) ?? 0, db = distance(home, b) ?? 0
+            return da != db ? da > db : a < b
+        }
+    }
+
     public func usableCPUs(onNode id: Int) -> [Int] {
         guard let n = node(id) else { return [] }
         return n.cpus.filter(usableCPUs.contains)

@@ -32,11 +32,14 @@ extension ResultsTable {
                     let e = point.engineConfiguration
                     for t in EngineTunable.all { r.set(t.column, ResultsSchema.engineCell(t, t.value(in: e))) }
                 }
-                r.int("writer_cpu", point.writerCPU)
-                r.int("reader_cpu", point.readerCPU)
-                r.int("writer_node", point.writerNode)
-                r.int("reader_node", point.readerNode)
-                r.int("memory_node", point.memoryNode)
+                // What was asked, with a preset resolved to the CPUs and nodes it chose.
+                let placed = point.placementPreset == nil ? nil : point.placement
+                r.set("placement", point.placementPreset?.rawValue)
+                r.int("writer_cpu", placed?.writerCPU ?? point.writerCPU)
+                r.int("reader_cpu", placed?.readerCPU ?? point.readerCPU)
+                r.int("writer_node", placed?.writerNode ?? point.writerNode)
+                r.int("reader_node", placed?.readerNode ?? point.readerNode)
+                r.int("memory_node", placed?.memoryNode ?? point.memoryNode)
                 // metrics
                 r.set("metric", config.metric)
                 r.number("value", rep.value)
@@ -56,6 +59,8 @@ extension ResultsTable {
                     r.set("env_arch", env.kernel.machine)
                     r.set("env_cpu_model", env.cpuModel)
                     r.bool("env_hypervisor", env.hypervisor)
+                    r.set("env_virtualization", env.virtualization)
+                    r.bool("env_emulated", env.emulated)
                     r.int("env_online_cpus", env.onlineCPUs)
                     r.int("env_usable_cpus", env.usableCPUs)
                     r.int("env_numa_nodes", env.numa.available ? env.numa.nodes.count : 0)
@@ -77,10 +82,15 @@ extension ResultsTable {
 }
 
 extension ResultsRow {
-    /// The `*_memory_node_seen` cells: the node holding most of each buffer's pages.
-    public mutating func memory(writer: MemoryLocation?, reader: MemoryLocation?, arena: MemoryLocation?) {
+    /// The `*_memory_node_seen` cells (the node holding most of each buffer's pages) and
+    /// `memory_pages_misplaced`: the pages of every buffer in `checked` (by default these
+    /// three; pairs and fan-in give all of theirs) bound to a node and found on another.
+    public mutating func memory(writer: MemoryLocation?, reader: MemoryLocation?, arena: MemoryLocation?,
+                                checked: [MemoryLocation?]? = nil) {
         int("writer_memory_node_seen", writer?.dominantNode)
         int("reader_memory_node_seen", reader?.dominantNode)
         int("arena_memory_node_seen", arena?.dominantNode)
+        let bound = (checked ?? [writer, reader, arena]).compactMap { $0?.pagesOffRequestedNode }
+        int("memory_pages_misplaced", bound.isEmpty ? nil : bound.reduce(0, +))
     }
 }

@@ -19,6 +19,7 @@ public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, Custo
     // engine (PipeConfiguration)
     case engine(EngineTunable)
     // placement
+    case placement
     case writerCPU, readerCPU
     case writerNode, readerNode, memoryNode
 
@@ -32,7 +33,7 @@ public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, Custo
             + [.kernelPipeSize, .verify]
             + EngineTunable.all.map(SweepAxis.engine)
             + own.filter { $0.group == "engine" }.map(SweepAxis.parameter)
-            + [.writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode]
+            + [.placement, .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode]
     }()
 
     private static let byName = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
@@ -54,6 +55,7 @@ public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, Custo
         case .verify: return "verify"
         case .parameter(let p): return p.name
         case .engine(let t): return t.flag
+        case .placement: return "placement"
         case .writerCPU: return "writer-cpu"
         case .readerCPU: return "reader-cpu"
         case .writerNode: return "writer-node"
@@ -76,7 +78,7 @@ public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, Custo
             return .text
         case .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
             return .integer
-        case .workload, .transport, .verify: return .text
+        case .workload, .transport, .verify, .placement: return .text
         }
     }
 
@@ -88,7 +90,7 @@ public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, Custo
         case .parameter(let p): return p.group
         case .engine:
             return "engine"
-        case .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
+        case .placement, .writerCPU, .readerCPU, .writerNode, .readerNode, .memoryNode:
             return "placement"
         }
     }
@@ -102,6 +104,7 @@ public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, Custo
         case .readSize: return "r"
         case .parameter(let p): return p.short
         case .engine(let t): return t.label
+        case .placement: return "place"
         case .writerCPU: return "wcpu"
         case .readerCPU: return "rcpu"
         case .writerNode: return "wnode"
@@ -181,6 +184,9 @@ public struct SweepPoint: Sendable, Hashable {
     public var engine: [EngineTunable: Int] = [:]
     /// The workloads' own parameters that differ from their defaults, by name, as canonical text.
     private var own: [String: String] = [:]
+    /// A placement preset (`--placement`): it chooses the CPUs and the memory nodes; the
+    /// writer and reader nodes, when given, choose its nodes (`Placement.preset`).
+    public var placementPreset: PlacementPreset?
     public var writerCPU: Int?
     public var readerCPU: Int?
     public var writerNode: Int?
@@ -252,6 +258,11 @@ public struct SweepPoint: Sendable, Hashable {
         case .verify: verify = try Self.onOff(text, axis)
         case .parameter(let p): self[p] = try p.accept(text)
         case .engine(let t): engine[t] = try t.parse(text)
+        case .placement:
+            guard let p = PlacementPreset(rawValue: text) else {
+                throw SweepError("--placement '\(text)' is unknown; use one of: \(PlacementPreset.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            placementPreset = p
         case .writerCPU: writerCPU = try nonNegative(int())
         case .readerCPU: readerCPU = try nonNegative(int())
         case .writerNode: writerNode = try nonNegative(int())
@@ -325,6 +336,15 @@ public struct SweepPoint: Sendable, Hashable {
         for p in WorkloadKind.registered.flatMap({ $0.parameters }) where p.owner != workload && own[p.name] != nil && p.refusedElsewhere {
             throw SweepError("\(p.flag) applies to --workload \(p.owner) (got \(workload)); add --workload \(p.owner) or leave out \(p.flag)")
         }
+        if let preset = placementPreset {
+            let given = [(SweepAxis.writerCPU, writerCPU), (.readerCPU, readerCPU), (.memoryNode, memoryNode)].filter { $0.1 != nil }
+            if let first = given.first {
+                throw SweepError("--placement \(preset.rawValue) chooses the CPUs and where memory goes; leave out \(first.0.flag) (--writer-node and --reader-node choose the preset's nodes)")
+            }
+            if preset != .crossNode, let w = writerNode, let r = readerNode, w != r {
+                throw SweepError("--placement \(preset.rawValue) puts both sides on one node; --writer-node \(w) and --reader-node \(r) differ (use cross-node)")
+            }
+        }
         try definition.validate(self)
         if kernelPipeSize != nil && !Self.kernelPipeTransports.contains(transport) {
             throw SweepError("--kernel-pipe-size sets F_SETPIPE_SZ, so it applies to --transport linux-pipe or linux-vmsplice (got \(transport.rawValue))")
@@ -364,6 +384,11 @@ public struct SweepPoint: Sendable, Hashable {
                 throw SweepError("\(axis.flag) \(node): no such NUMA node; this machine has node\(nodes.count == 1 ? "" : "s") \(nodeList)")
             }
         }
+        if placementPreset != nil {
+            do { _ = try resolvedPreset() } catch let e as HarnessError {
+                throw SweepError("--placement \(placementPreset!.rawValue): \(e.description)")
+            }
+        }
         for p in definition.placements(self) where !p.isUnplaced {
             do { try p.validate() } catch let e as HarnessError {
                 throw SweepError("placement: \(e.description)")
@@ -371,11 +396,29 @@ public struct SweepPoint: Sendable, Hashable {
         }
     }
 
-    /// Where the threads run and the buffers live (the harness's `Placement`).
+    /// Where the threads run and the buffers live (the harness's `Placement`): the preset
+    /// resolved on this machine, else the explicit flags. A preset this machine cannot give
+    /// is refused by `validatePlacement`; here it places nothing.
     public var placement: Placement {
+        if placementPreset != nil { return (try? resolvedPreset()) ?? Placement() }
         var p = Placement(writerCPU: writerCPU, readerCPU: readerCPU, writerNode: writerNode, readerNode: readerNode)
         if let memoryNode { p.memoryNode = memoryNode }
         return p
+    }
+
+    /// The topology presets are resolved against: this process's, read once.
+    static let presetTopology: Topology = .current()
+
+    /// `--placement` on this machine, with `--writer-node` choosing the home node and
+    /// `--reader-node` the other node of cross-node.
+    func resolvedPreset() throws -> Placement? {
+        guard let preset = placementPreset else { return nil }
+        switch preset {
+        case .crossNode:
+            return try Placement.preset(preset, topology: Self.presetTopology, node: writerNode, otherNode: readerNode)
+        case .sameCore, .crossCore, .sameNode:
+            return try Placement.preset(preset, topology: Self.presetTopology, node: writerNode ?? readerNode)
+        }
     }
 
     /// The options every transport is built with.
@@ -386,6 +429,7 @@ public struct SweepPoint: Sendable, Hashable {
     /// The harness workload this point describes.
     public func makeWorkload() throws -> Workload {
         try validate()
+        _ = try resolvedPreset()   // a preset this machine cannot give places nothing: refuse it
         return definition.makeWorkload(self)
     }
 
@@ -401,6 +445,7 @@ public struct SweepPoint: Sendable, Hashable {
         case .verify: return verify ? "on" : "off"
         case .parameter(let p): return self[p]
         case .engine(let t): return engine[t].map(t.format)
+        case .placement: return placementPreset?.rawValue
         case .writerCPU: return writerCPU.map(String.init)
         case .readerCPU: return readerCPU.map(String.init)
         case .writerNode: return writerNode.map(String.init)

@@ -127,7 +127,8 @@ extension FanInResult: WorkloadResult {
         row.list("writer_cpus_seen", writerCPUsSeen.flatMap { $0 })
         row.list("reader_cpus_seen", readerCPUsSeen)
         row.bool("integrity_ok", verified ? integrityOK : nil)
-        row.memory(writer: writerMemory, reader: readerMemory, arena: arenaMemory)
+        row.memory(writer: writerMemory, reader: readerMemory, arena: arenaMemory,
+                   checked: writersMemory + [readerMemory, arenaMemory])
     }
 }
 

@@ -116,8 +116,9 @@ public struct FanInResult: Codable, Sendable {
     /// The first wrong byte of each writer whose stream had one (verify mode).
     public var mismatches: [FanInMismatch]
     public var placement: Placement?
-    /// Where writer 0's buffer, the reader's buffer and the engine's arena were at the end.
-    public var writerMemory: MemoryLocation?
+    /// Where each writer's buffer, the reader's buffer and the engine's arena were at the end.
+    public var writersMemory: [MemoryLocation?]
+    public var writerMemory: MemoryLocation? { writersMemory.first ?? nil }
     public var readerMemory: MemoryLocation?
     public var arenaMemory: MemoryLocation?
     /// The engine system's counters after the run (engine only).
@@ -271,7 +272,7 @@ public enum FanInWorkload {
             muxCalls: rr.muxCalls, readyEvents: rr.readyEvents,
             writerCPUsSeen: wr.map(\.cpusSeen), readerCPUsSeen: rr.cpusSeen, mismatches: rr.mismatches,
             placement: config.placement.isUnplaced ? nil : config.placement,
-            writerMemory: wr.first?.memory, readerMemory: rr.memory, arenaMemory: rr.arena,
+            writersMemory: wr.map(\.memory), readerMemory: rr.memory, arenaMemory: rr.arena,
             engineCounters: system.map(EngineCounters.init))
     }
 

@@ -41,6 +41,9 @@ extension PairsWorkload: WorkloadDefinition {
         if point.pairCPUs != nil && (point.writerCPU != nil || point.readerCPU != nil) {
             throw SweepError("--pair-cpus and --writer-cpu/--reader-cpu both place the pairs; give one or the other")
         }
+        if point.pairCPUs != nil, let preset = point.placementPreset {
+            throw SweepError("--pair-cpus and --placement \(preset.rawValue) both place the pairs; give one or the other")
+        }
     }
 
     public static func namedCPUs(_ point: SweepPoint) -> [(SweepAxis, Int)] {
@@ -158,7 +161,9 @@ extension PairsResult: WorkloadResult {
             return nodes.count == 1 ? xs.first ?? nil : nil
         }
         row.memory(writer: agreed(perPair.map(\.writerMemory)), reader: agreed(perPair.map(\.readerMemory)),
-                   arena: arenaMemory ?? agreed(perPair.map(\.arenaMemory)))
+                   arena: arenaMemory ?? agreed(perPair.map(\.arenaMemory)),
+                   checked: perPair.flatMap { [$0.writerMemory, $0.readerMemory] }
+                       + (arenaMemory.map { [$0] } ?? perPair.map(\.arenaMemory)))   // a shared arena once
     }
 }
 
