@@ -164,7 +164,6 @@ public enum ResultsSummary {
         }
     }
 
-
     /// `candidate` over `baseline` in `column`, paired round by round (`Statistics.pairedRatio`),
     /// leaving out the rounds `drift` names as off the usual placement when given; nil when the
     /// two groups do not have the same rounds (or none are left).
