@@ -28,7 +28,7 @@ int pb_futex_wake(uint32_t *word, int count) {
     return r < 0 ? 0 : (int)r;
 }
 
-void pb_lock_slow(uint32_t *word) {
+int pb_lock_slow(uint32_t *word) {
     // Spin first: a holder on another CPU leaves within a few hundred nanoseconds; parking
     // would cost two system calls and a cross-CPU wake-up (~20 us on a VM).
     // 4000 `pause`s in all (~100 us at 25 ns each here), looking at the word between them.
@@ -39,7 +39,7 @@ void pb_lock_slow(uint32_t *word) {
             uint32_t expected = 0;
             if (__atomic_compare_exchange_n(word, &expected, 1, false,
                                             __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-                return;
+                return 0;
             }
         } else if (seen == 2) {
             break;  // others are parked already: queue behind them
@@ -52,6 +52,31 @@ void pb_lock_slow(uint32_t *word) {
     while (__atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE) != 0) {
         pb_futex_wait(word, 2, NULL);
     }
+    return 1;
+}
+
+__thread uint64_t pb_thread_events[PB_EVENT_SLOTS] __attribute__((tls_model("initial-exec")));
+
+void pb_thread_events_copy(uint64_t *out) {
+    memcpy(out, pb_thread_events, sizeof pb_thread_events);
+}
+
+int pb_events_counted(void) {
+#ifndef PB_NO_EVENTS
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int pb_thread_rusage(int64_t *voluntary, int64_t *involuntary, int64_t *user_ns, int64_t *system_ns) {
+    struct rusage u;
+    if (getrusage(RUSAGE_THREAD, &u) != 0) return errno;
+    *voluntary = u.ru_nvcsw;
+    *involuntary = u.ru_nivcsw;
+    *user_ns = (int64_t)u.ru_utime.tv_sec * 1000000000 + (int64_t)u.ru_utime.tv_usec * 1000;
+    *system_ns = (int64_t)u.ru_stime.tv_sec * 1000000000 + (int64_t)u.ru_stime.tv_usec * 1000;
+    return 0;
 }
 
 int pb_madvise(void *addr, size_t length, int advice) {

@@ -128,9 +128,11 @@ final class KVAArena: @unchecked Sendable {
     private func returnToHostLocked(_ page: Int, _ pages: Int) {
         let address = base + page * PAGE_SIZE
         _ = pb_madvise(address, pages * PAGE_SIZE, MADV_DONTNEED)
+        PipeEvent.arenaHostCall.count()
         for p in page..<(page + pages) { setCached(p, false) }
-        if mayProtectLocked(page, pages) && pb_mprotect(address, pages * PAGE_SIZE, PROT_NONE) == 0 {
-            setWritableLocked(page, pages, false)
+        if mayProtectLocked(page, pages) {
+            PipeEvent.arenaHostCall.count()
+            if pb_mprotect(address, pages * PAGE_SIZE, PROT_NONE) == 0 { setWritableLocked(page, pages, false) }
         }
     }
 
@@ -175,12 +177,14 @@ final class KVAArena: @unchecked Sendable {
         let address = base + page * PAGE_SIZE
         var refused = faults.shouldFail(.arenaProtect, bytes: bytes)
         if !refused && writableAlready < pages {
+            PipeEvent.arenaHostCall.count()
             refused = pb_mprotect(address, bytes, PROT_READ | PROT_WRITE) != 0
         }
         if refused {
             // The host refused (its mapping limit): the range returns as free, its memory given
             // back; its protection is unchanged.
             hostRefusals += 1
+            PipeEvent.arenaHostCall.count()
             _ = pb_madvise(address, bytes, MADV_DONTNEED)
             releaseLocked(page: page, pages: pages)
             mutex.unlock()
@@ -188,6 +192,8 @@ final class KVAArena: @unchecked Sendable {
         }
         setWritableLocked(page, pages, true)
         mutex.unlock()
+        PipeEvent.arenaAllocate.count()
+        if writableAlready == pages { PipeEvent.arenaCacheHit.count() }
         return .allocated(address)
     }
 

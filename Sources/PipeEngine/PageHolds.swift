@@ -30,6 +30,7 @@ extension PipeKernel {
             ahead = nil
             if validatedAhead {
                 holdsAhead.add(1)  // validated while the reader copied the previous chunk
+                PipeEvent.holdAhead.count()
             } else if !populate(pages, end - start) {
                 return nil
             }

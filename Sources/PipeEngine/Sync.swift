@@ -52,10 +52,13 @@ final class PipeMutex: @unchecked Sendable {
     var ref: MutexWord { MutexWord(word: word) }
 }
 
-/// A `PipeMutex`'s word, borrowed: valid while the owning `PipeMutex` lives.
+/// A `PipeMutex`'s word, borrowed: valid while the owning `PipeMutex` lives. The pipe pairs'
+/// mutexes are taken through it, so it counts their contention (`PipeEvent.mutexContended`).
 struct MutexWord {
     let word: UnsafeMutablePointer<UInt32>
-    @inline(__always) func lock() { pb_lock(word) }
+    @inline(__always) func lock() {
+        pb_lock_counted(word, Int32(PipeEvent.mutexContended.rawValue), Int32(PipeEvent.mutexParked.rawValue))
+    }
     @inline(__always) func unlock() { pb_unlock(word) }
 }
 
@@ -129,14 +132,16 @@ final class WaitChannel: Kickable, @unchecked Sendable {
 
     /// `wakeup(chan)`: wake every sleeper. Called with the pipe mutex held.
     @inline(__always) func wakeup() {
+        PipeEvent.wakeup.count()
         _ = pb_fetch_add_u32(words, 1)
-        if pb_load_u32(words + 1) != 0 { _ = pb_futex_wake(words, Int32.max) }
+        if pb_load_u32(words + 1) != 0 { PipeEvent.wakeupFutex.count(); _ = pb_futex_wake(words, Int32.max) }
     }
 
     /// `wakeup_one(chan)`: wake one sleeper (spinners may also see the bump: they re-test).
     @inline(__always) func wakeupOne() {
+        PipeEvent.wakeup.count()
         _ = pb_fetch_add_u32(words, 1)
-        if pb_load_u32(words + 1) != 0 { _ = pb_futex_wake(words, 1) }
+        if pb_load_u32(words + 1) != 0 { PipeEvent.wakeupFutex.count(); _ = pb_futex_wake(words, 1) }
     }
 
     /// `msleep(chan, mtx, PRIBIO | (catch ? PCATCH : 0), wmesg, 0)`.
@@ -166,6 +171,8 @@ final class WaitChannel: Kickable, @unchecked Sendable {
         }
         thread.leaveSleep()
         mutex.lock()
+        PipeEvent.sleep(wmesg).count()
+        (woken ? PipeEvent.sleepSpun : .sleepParked).count()
         if interruptible, let error = thread.takeInterruption() { return error }
         return nil
     }

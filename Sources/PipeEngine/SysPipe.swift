@@ -211,6 +211,7 @@ final class PipeKernel: @unchecked Sendable {
                 ratelimitedMessage("kern.ipc.maxpipekva exceeded; see tuning(7)")
             } else {
                 piperesizefail.add(1)
+                PipeEvent.resizeFail.count()
             }
             return .noMemory
         }
@@ -230,7 +231,10 @@ final class PipeKernel: @unchecked Sendable {
                 memcpy(newBuffer, old.buffer! + old.out, cnt)
             }
         }
-        if cpipe.pipe_buffer.buffer != nil { resizes.add(1) }
+        if cpipe.pipe_buffer.buffer != nil {
+            resizes.add(1)
+            (size > cpipe.pipe_buffer.size ? PipeEvent.resizeGrow : .resizeShrink).count()
+        }
         pipe_free_kmem(cpipe)
         cpipe.PIPE_LOCK()
         cpipe.pipe_buffer.buffer = newBuffer
@@ -307,6 +311,7 @@ final class PipeKernel: @unchecked Sendable {
 
     /// `pipeselwakeup`: wake poll/select waiters, signal the SIGIO owner, run the knotes.
     func pipeselwakeup(_ cpipe: Pipe) {
+        PipeEvent.selwakeup.count()
         if cpipe.pipe_state.contains(.SEL) {
             cpipe.pipe_sel.selwakeup()
             if !cpipe.pipe_sel.SEL_WAITING {
@@ -500,6 +505,7 @@ final class PipeKernel: @unchecked Sendable {
         uio.uio_offset += size
         directWrites.add(1)
         directBytes.add(size)
+        PipeEvent.directChunk.count()
         return nil
     }
 
@@ -550,6 +556,7 @@ final class PipeKernel: @unchecked Sendable {
         }
         wpipe.PIPE_LOCK()
         cloneWrites.add(1)
+        PipeEvent.clone.count()
         pipe_destroy_write_buffer(wpipe)
     }
 
@@ -687,6 +694,7 @@ final class PipeKernel: @unchecked Sendable {
 
         let orig_resid = uio.uio_resid
         var ahead: Range<Int>? = nil   // pages validated ahead (PageHolds.swift)
+        var wentDirect = false         // counted once per write (PipeEvent.directWrite)
 
         while uio.uio_resid > 0 {
             if wpipe.pipe_state.contains(.EOF) {
@@ -697,6 +705,7 @@ final class PipeKernel: @unchecked Sendable {
             // copies directly. If the write is non-blocking, we don't use the direct write
             // mechanism. The direct write mechanism will detect the reader going away on us.
             if direct_write_wanted(fp, wpipe, uio) {
+                if !wentDirect { wentDirect = true; PipeEvent.directWrite.count() }
                 error = pipe_direct_write(fp, wpipe, &uio, &ahead)
                 if error != nil { break }
                 continue
@@ -742,6 +751,7 @@ final class PipeKernel: @unchecked Sendable {
                 if error == nil && segsize < size {
                     precondition(wpipe.pipe_buffer.in + segsize == wpipe.pipe_buffer.size,
                                  "Pipe buffer wraparound disappeared")
+                    PipeEvent.writeSplit.count()
                     // Transfer remaining part now, to support atomic writes. Wraparound
                     // happened.
                     error = uiomove_unlocked(rpipe, wpipe.pipe_buffer.buffer!, size - segsize, &uio,

@@ -18,8 +18,8 @@ public struct ResultsError: Error, CustomStringConvertible, Equatable, Sendable 
 }
 
 /// The columns of a pipebench results file, in their documented order. Version 4: version 3
-/// plus the placement preset, the pages found off the node asked for, and whether the machine
-/// was virtual or emulated (`addedInVersion4`); version 3: version 2
+/// plus the placement preset, the pages found off the node asked for, whether the machine was
+/// virtual or emulated, each side's scheduling and the engine's events (`addedInVersion4`); version 3: version 2
 /// plus the engine's copy strategy and the core-to-core probe of each repetition
 /// (`addedInVersion3`); version 2: version 1 plus the pairs and fanin columns and the kernel
 /// pipe size asked for (`addedInVersion2`). Files of versions 1 to 3 are still read, their
@@ -42,9 +42,9 @@ public enum ResultsSchema {
     /// The columns version 3 added.
     public static let addedInVersion3: Set<String> = ["copy", "probe_ns"]
     /// The columns version 4 added.
-    public static let addedInVersion4: Set<String> = [
+    public static let addedInVersion4: Set<String> = Set([
         "placement", "memory_pages_misplaced", "env_virtualization", "env_emulated",
-    ]
+    ] + schedulingColumns.map(\.name) + PipeEvent.allCases.map(eventColumn))
     /// Each version after the first and the columns it added.
     static let added: [(version: Int, columns: Set<String>)] = [
         (2, addedInVersion2), (3, addedInVersion3), (4, addedInVersion4),
@@ -74,7 +74,7 @@ public enum ResultsSchema {
     }
 
     public enum ColumnType: String, Sendable { case text, integer, number, boolean }
-    public enum Group: String, Sendable, CaseIterable { case run, parameter, metric, probe, environment }
+    public enum Group: String, Sendable, CaseIterable { case run, parameter, metric, scheduling, events, probe, environment }
 
     public struct Column: Sendable {
         public let name: String
@@ -108,6 +108,21 @@ public enum ResultsSchema {
         case .choice(let names): return names.indices.contains(value) ? names[value] : String(value)
         case .onOff: return value != 0 ? "true" : "false"
         }
+    }
+
+    /// getrusage(RUSAGE_THREAD) of each side over its measured window, every transport.
+    static let schedulingColumns: [Column] = ["writer", "reader"].flatMap { side in [
+        c("\(side)_vcsw", .integer, .scheduling, "Voluntary context switches of the \(side) (pingpong: \(side == "writer" ? "client" : "server"); pairs, fanin: all \(side)s) in its measured window: it blocked."),
+        c("\(side)_ivcsw", .integer, .scheduling, "Involuntary context switches of the \(side): the scheduler took the CPU."),
+        c("\(side)_user_ns", .integer, .scheduling, "User CPU time of the \(side) (getrusage: tick-grained)."),
+        c("\(side)_sys_ns", .integer, .scheduling, "System CPU time of the \(side): time in the host kernel (system calls, faults)."),
+    ] }
+
+    /// The column of one engine event: `ev_` and its name.
+    public static func eventColumn(_ e: PipeEvent) -> String { "ev_\(e.name)" }
+
+    static func eventColumnDefinition(_ e: PipeEvent) -> Column {
+        c(eventColumn(e), .integer, .events, "engine: \(e.meaning) Both sides' measured windows together.")
     }
 
     public static let columns: [Column] = [
@@ -176,6 +191,7 @@ public enum ResultsSchema {
         c("reader_memory_node_seen", .integer, .metric, "The same for the reader's (server's) buffer."),
         c("arena_memory_node_seen", .integer, .metric, "The same for the engine's KVA arena."),
         c("memory_pages_misplaced", .integer, .metric, "Pages of the buffers bound to a node (writer's, reader's, the engine's arena) found on another node after the repetition (move_pages); 0 = all where asked, empty = no memory node asked. pipebench warns when it is not 0."),
+    ] + schedulingColumns + PipeEvent.allCases.map(eventColumnDefinition) + [
         c("kva_band", .text, .metric, "kva-pressure: regime the ballast put the engine in (`at-most-half`, `above-half`, `above-three-quarters`, `exhausted`)."),
         c("kva_ballast_pipes", .integer, .metric, "kva-pressure: idle ballast pipes made first."),
         c("kva_pipekva_before_pct", .number, .metric, "kva-pressure: pipekva as % of maxpipekva after the ballast, before the workload."),

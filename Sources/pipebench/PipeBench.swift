@@ -74,7 +74,7 @@ struct PipeBench: ParsableCommand {
         """,
         version: pipeBenchVersion,
         subcommands: [RunCommand.self, SweepCommand.self, CompareCommand.self, ExportCommand.self,
-                      TopologyCommand.self, SysctlCommand.self, ColumnsCommand.self]
+                      ExplainCommand.self, TopologyCommand.self, SysctlCommand.self, ColumnsCommand.self]
     )
 }
 

@@ -15,6 +15,11 @@ enum SummaryPrinter {
             guard !groups.isEmpty, let table = workload.summary(groups, &context) else { continue }
             out.append("\n" + table)
         }
+        let why = ResultsSummary.groups(t).compactMap(ResultsExplain.whyLine)
+        if !why.isEmpty {
+            out.append("\nWhy, per configuration (medians; `pipebench explain FILE` lists every count):\n"
+                       + why.map { "  " + $0 }.joined(separator: "\n"))
+        }
         let drift = context.drift
         let footnote = context.footnote
         if let r = t.rows.indices.first {

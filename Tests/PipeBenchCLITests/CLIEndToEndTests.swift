@@ -89,6 +89,8 @@ func write(_ text: String, _ path: String) {
         (["compare", "a.csv", "b.csv", "--threshold", "five"], 64, "give a percentage"),
         (["compare", "/nonexistent-a.csv", "/nonexistent-b.csv"], 65, "cannot read '/nonexistent-a.csv'"),
         (["export", "/nonexistent.csv"], 65, "cannot read"),
+        (["explain", "/nonexistent.csv"], 65, "cannot read"),
+        (["explain"], 64, "Missing expected argument"),
         (["export", "a.csv", "--to", "targets"], 64, "--to targets needs --targets FILE"),
         (["export", "a.csv", "--targets", "t.json"], 64, "--targets FILE goes with --to targets"),
         (["export", "/nonexistent.csv", "--to", "targets", "--targets", "/nonexistent.json"], 65, "cannot read '/nonexistent.json'"),
@@ -305,6 +307,43 @@ func write(_ text: String, _ path: String) {
         let again = try pipebench(["run", "--transport", "linux-pipe", "--csv", "p.csv", "--quiet"], in: dir)
         #expect(again.status == 73)
         #expect(again.stderr.contains("add --force"))
+    }
+
+    /// Each row carries what the pipe and the scheduler did; the summary says why in one line
+    /// per configuration and `explain` lists every count. 1 MiB in 64 KiB writes over the
+    /// engine is 16 direct chunks (one per write: each is held whole); linux-pipe has no
+    /// engine events but the same scheduling columns.
+    @Test func resultsExplainThemselves() throws {
+        let dir = makeTempDir()
+        let o = try pipebench(["run", "--transport", "engine,linux-pipe", "--write-size", "64K", "--total", "1M",
+                               "--repetitions", "2", "--warmup", "0", "--csv", "run.csv", "--progress", "none"], in: dir)
+        #expect(o.status == 0, "\(o.stderr)")
+        let t = try ResultsTable.read(path: dir + "/run.csv")
+        for i in t.rows.indices {
+            let engine = t.value(i, "transport") == "engine"
+            #expect(t.value(i, "ev_direct_chunk") == (engine ? "16" : ""), "\(t.value(i, "transport"))")
+            #expect(t.value(i, "ev_direct_write") == (engine ? "16" : ""))
+            #expect(Int(t.value(i, "writer_vcsw")) != nil && Int(t.value(i, "reader_sys_ns")) != nil)
+        }
+        let why = o.stdout.split(separator: "\n").drop { !$0.hasPrefix("Why, per configuration") }
+        #expect(why.dropFirst().first?.hasPrefix("  stream engine: 16 chunks/MiB,") == true, "\(o.stdout)")
+        #expect(why.dropFirst(2).first?.hasPrefix("  stream linux-pipe: ") == true, "\(o.stdout)")
+        #expect(why.dropFirst(2).first?.contains("context switches/MiB") == true, "\(o.stdout)")
+
+        let e = try pipebench(["explain", "run.csv", "--label", "stream engine"], in: dir)
+        #expect(e.status == 0, "\(e.stderr)")
+        #expect(e.stdout.hasPrefix("stream engine: 16 chunks/MiB"), "\(e.stdout)")
+        #expect(!e.stdout.contains("stream linux-pipe"))
+        let chunks = try #require(e.stdout.split(separator: "\n").first { $0.hasPrefix("  ev_direct_chunk ") })
+        #expect(chunks.split(separator: " ").map(String.init) == ["ev_direct_chunk", "16", "16", "16", "16"], "\(chunks)")
+        let all = try pipebench(["explain", "run.csv"], in: dir)
+        #expect(all.stdout.contains("stream linux-pipe: ") && all.stdout.contains("  reader_ivcsw "))
+        let missing = try pipebench(["explain", "run.csv", "--label", "carrier"], in: dir)
+        #expect(missing.status == 64 && missing.stderr.contains("its labels: stream engine, stream linux-pipe"), "\(missing.stderr)")
+        // A file from before these columns has nothing to explain, and says so.
+        write(ResultsTable(rows: [syntheticRow(label: "old", transport: "engine", repetition: 0, throughput: 1)]).csv(), dir + "/old.csv")
+        let old = try pipebench(["explain", "old.csv"], in: dir)
+        #expect(old.status == 65 && old.stderr.contains("nothing to explain"), "\(old.stderr)")
     }
 
     /// pairs and fanin run from the CLI, verified, with their own columns filled in.

@@ -69,11 +69,38 @@ int pb_futex_wait(uint32_t *word, uint32_t expected, const struct timespec *rela
 /// Wakes at most `count` sleepers on `word`; returns how many were woken.
 int pb_futex_wake(uint32_t *word, int count);
 
+// MARK: the engine's event counters (PipeEngine's PipeEvent names the slots)
+
+/// Slots of the per-thread event counters; PipeEvent's cases use the first ones.
+enum { PB_EVENT_SLOTS = 48 };
+/// This thread's counts, one per slot. Thread-local, so counting is one add to memory no
+/// other thread touches: no atomic, no cache line shared with the peer (initial-exec: the
+/// counters are in the executable, reached from the thread pointer without a call).
+extern __thread uint64_t pb_thread_events[PB_EVENT_SLOTS] __attribute__((tls_model("initial-exec")));
+/// Counts one event in this thread. Built with -DPB_NO_EVENTS it counts nothing (the build
+/// the counting's cost is measured against).
+static inline void pb_event_count(int slot) {
+#ifndef PB_NO_EVENTS
+    pb_thread_events[slot] += 1;
+#else
+    (void)slot;
+#endif
+}
+/// Copies this thread's PB_EVENT_SLOTS counts into `out`.
+void pb_thread_events_copy(uint64_t *out);
+/// 1 when events are counted in this build, 0 when built with -DPB_NO_EVENTS.
+int pb_events_counted(void);
+
+/// What getrusage(RUSAGE_THREAD) says of the calling thread: voluntary and involuntary
+/// context switches, user and system CPU time in nanoseconds. 0 or errno.
+int pb_thread_rusage(int64_t *voluntary, int64_t *involuntary, int64_t *user_ns, int64_t *system_ns);
+
 // MARK: a spin-then-park mutex on one 32-bit word (0 free, 1 held, 2 held with sleepers)
 
 /// The contended half of `pb_lock`: spins while the holder is likely running (the engine's
 /// critical sections are a few dozen instructions), then parks on the word with a futex.
-void pb_lock_slow(uint32_t *word);
+/// Returns 1 when it parked, 0 when spinning got the lock.
+int pb_lock_slow(uint32_t *word);
 /// Takes the lock: one compare-and-swap when it is free.
 static inline void pb_lock(uint32_t *word) {
     uint32_t expected = 0;
@@ -82,6 +109,17 @@ static inline void pb_lock(uint32_t *word) {
         return;
     }
     pb_lock_slow(word);
+}
+/// `pb_lock`, counting a contended acquisition in event slot `contended` and one that had to
+/// park in `parked` (the pipe pair's mutex).
+static inline void pb_lock_counted(uint32_t *word, int contended, int parked) {
+    uint32_t expected = 0;
+    if (__builtin_expect(__atomic_compare_exchange_n(word, &expected, 1, false,
+                                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 1)) {
+        return;
+    }
+    pb_event_count(contended);
+    if (pb_lock_slow(word)) pb_event_count(parked);
 }
 /// Gives the lock back; wakes one parked thread if any is there.
 static inline void pb_unlock(uint32_t *word) {

@@ -187,17 +187,20 @@ func startTogether<Prepared>(
 }
 
 /// One thread's own clocks over its measured work: wall time (CLOCK_MONOTONIC) from `begin`
-/// to `finish`, its CPU time (CLOCK_THREAD_CPUTIME_ID) over the same span, and the CPU it
-/// was on at each end.
+/// to `finish`, its CPU time (CLOCK_THREAD_CPUTIME_ID) over the same span, the CPU it was on
+/// at each end, and what it did meanwhile (`ThreadActivity`: engine events, context switches,
+/// user and system time), read just outside the timed span.
 struct SideClock: Sendable {
     var start: Int64 = 0
     var end: Int64 = 0
     var cpuNs: Int64 = 0
     var cpusSeen: [Int] = []
+    var activity = ThreadActivity()
     private var cpuAtStart: Int64 = 0
 
     mutating func begin() {
         cpusSeen.append(Int(pb_sched_getcpu()))
+        activity = ThreadActivity.thisThread
         cpuAtStart = pb_thread_cpu_ns()
         start = pb_monotonic_ns()
     }
@@ -205,6 +208,7 @@ struct SideClock: Sendable {
     mutating func finish() {
         end = pb_monotonic_ns()
         cpuNs = pb_thread_cpu_ns() - cpuAtStart
+        activity = ThreadActivity.thisThread - activity
         cpusSeen.append(Int(pb_sched_getcpu()))
     }
 }

@@ -129,6 +129,7 @@ extension FanInResult: WorkloadResult {
         row.bool("integrity_ok", verified ? integrityOK : nil)
         row.memory(writer: writerMemory, reader: readerMemory, arena: arenaMemory,
                    checked: writersMemory + [readerMemory, arenaMemory])
+        row.activity(writer: writerActivity, reader: readerActivity, engine: transport == TransportKind.engine.rawValue)
     }
 }
 

@@ -123,6 +123,9 @@ public struct FanInResult: Codable, Sendable {
     public var arenaMemory: MemoryLocation?
     /// The engine system's counters after the run (engine only).
     public var engineCounters: EngineCounters?
+    /// What the writers' threads (added up) and the reader's did in their measured windows.
+    public var writerActivity = ThreadActivity()
+    public var readerActivity = ThreadActivity()
 
     /// True when verification ran, found no wrong byte and every byte of every writer arrived.
     public var integrityOK: Bool {
@@ -273,7 +276,8 @@ public enum FanInWorkload {
             writerCPUsSeen: wr.map(\.cpusSeen), readerCPUsSeen: rr.cpusSeen, mismatches: rr.mismatches,
             placement: config.placement.isUnplaced ? nil : config.placement,
             writersMemory: wr.map(\.memory), readerMemory: rr.memory, arenaMemory: rr.arena,
-            engineCounters: system.map(EngineCounters.init))
+            engineCounters: system.map(EngineCounters.init),
+            writerActivity: ThreadActivity.sum(wr.map(\.clock.activity)), readerActivity: rr.clock.activity)
     }
 
     private static func writerSide(_ i: Int, _ config: FanInConfig, _ pipes: FanInPipes, _ barrier: SpinBarrier) throws -> WriterReport {

@@ -164,6 +164,8 @@ extension PairsResult: WorkloadResult {
                    arena: arenaMemory ?? agreed(perPair.map(\.arenaMemory)),
                    checked: perPair.flatMap { [$0.writerMemory, $0.readerMemory] }
                        + (arenaMemory.map { [$0] } ?? perPair.map(\.arenaMemory)))   // a shared arena once
+        row.activity(writer: ThreadActivity.sum(perPair.map(\.writerActivity)), reader: ThreadActivity.sum(perPair.map(\.readerActivity)),
+                     engine: transport == TransportKind.engine.rawValue)
     }
 }
 

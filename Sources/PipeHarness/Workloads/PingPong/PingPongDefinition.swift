@@ -135,6 +135,7 @@ extension PingPongResult: WorkloadResult {
         row.number("rtt_mean_ns", l.mean)
         row.int("late_sends", lateSends)
         row.memory(writer: clientMemory, reader: serverMemory, arena: arenaMemory)
+        row.activity(writer: clientActivity, reader: serverActivity, engine: transport == TransportKind.engine.rawValue)
     }
 }
 

@@ -117,6 +117,10 @@ public struct PingPongResult: Codable, Sendable {
     public var clientMemory: MemoryLocation? = nil
     public var serverMemory: MemoryLocation? = nil
     public var arenaMemory: MemoryLocation? = nil
+    /// What the client's and the server's threads did over the recorded round trips: the
+    /// engine's events and the scheduler's view.
+    public var clientActivity = ThreadActivity()
+    public var serverActivity = ThreadActivity()
 
     public var integrityOK: Bool { verified && firstMismatch == nil }
 }
@@ -181,6 +185,8 @@ public enum PingPongWorkload {
         result.placement = config.placement.isUnplaced ? nil : config.placement
         result.clientMemory = cr.memory
         result.serverMemory = sr.memory
+        result.clientActivity = cr.activity
+        result.serverActivity = sr.activity
         switch (cr.arena, sr.arena) {
         case let (a?, b?): result.arenaMemory = a.merged(with: b)
         case let (a, b): result.arenaMemory = a ?? b
@@ -195,6 +201,7 @@ public enum PingPongWorkload {
         var cpuNs: Int64 = 0
         var cpusSeen: [Int] = []
         var mismatch: Mismatch?
+        var activity = ThreadActivity()
         var memory: MemoryLocation?
         /// The pong channel's arena (which the client reads), checked before it is closed.
         var arena: MemoryLocation?
@@ -204,6 +211,7 @@ public enum PingPongWorkload {
         var cpuNs: Int64 = 0
         var cpusSeen: [Int] = []
         var messages = 0
+        var activity = ThreadActivity()
         var memory: MemoryLocation?
         /// The ping channel's arena (which the server reads), checked before it is closed.
         var arena: MemoryLocation?
@@ -249,6 +257,7 @@ public enum PingPongWorkload {
             try roundTrip(i)
         }
 
+        let activity0 = ThreadActivity.thisThread
         let cpu0 = pb_thread_cpu_ns()
         let start = pb_monotonic_ns()
         let interval = config.ratePerSecond.map { 1e9 / $0 }
@@ -270,6 +279,7 @@ public enum PingPongWorkload {
         }
         report.wallNs = pb_monotonic_ns() - start
         report.cpuNs = pb_thread_cpu_ns() - cpu0
+        report.activity = ThreadActivity.thisThread - activity0
         report.cpusSeen.append(Int(pb_sched_getcpu()))
         report.memory = out.location("client buffers").merged(with: back.location("client buffers"))
         report.arena = queryEngineArena(pong, requestedNode: config.placement.arenaNode)
@@ -288,14 +298,18 @@ public enum PingPongWorkload {
         var report = ServerReport()
         report.cpusSeen.append(Int(pb_sched_getcpu()))
         let cpu0 = pb_thread_cpu_ns()
+        // Activity from the answer to the last warm-up message on, the client's window.
+        var activity0 = ThreadActivity.thisThread
         while true {
             let got = try ping.readFully(buffer.base, m)
             if got == 0 { break }   // the client is done
             if got < m { throw HarnessError.unexpectedEOF(expected: m, received: got) }
             try pong.writeAll(buffer.base, m)
             report.messages += 1
+            if report.messages == config.warmupIterations { activity0 = ThreadActivity.thisThread }
         }
         report.cpuNs = pb_thread_cpu_ns() - cpu0   // includes the warm-up round trips
+        report.activity = ThreadActivity.thisThread - activity0
         report.cpusSeen.append(Int(pb_sched_getcpu()))
         report.memory = buffer.location("server buffer")
         report.arena = queryEngineArena(ping, requestedNode: config.placement.arenaNode)

@@ -64,6 +64,8 @@ extension StreamResult: WorkloadResult {
         row.int("kernel_pipe_size_B", kernelPipeSize)
         row.bool("integrity_ok", verified ? integrityOK : nil)
         row.memory(writer: writerMemory, reader: readerMemory, arena: arenaMemory)
+        row.activity(writer: writerActivity, reader: transport == TransportKind.memcpy.rawValue ? nil : readerActivity,
+                     engine: transport == TransportKind.engine.rawValue)
     }
 }
 

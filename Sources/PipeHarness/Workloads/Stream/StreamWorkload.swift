@@ -87,6 +87,10 @@ public struct StreamResult: Codable, Sendable {
     public var writerMemory: MemoryLocation? = nil
     public var readerMemory: MemoryLocation? = nil
     public var arenaMemory: MemoryLocation? = nil
+    /// What each side's thread did in its measured window: the engine's events and the
+    /// scheduler's view (memcpy: the one thread, as the writer).
+    public var writerActivity = ThreadActivity()
+    public var readerActivity = ThreadActivity()
 
     /// True when verification ran, found no wrong byte and every byte arrived.
     public var integrityOK: Bool { verified && firstMismatch == nil && bytesReceived == totalBytes }
@@ -192,6 +196,8 @@ public enum StreamWorkload {
         result.writerMemory = wr.memory
         result.readerMemory = rr.memory
         result.arenaMemory = rr.arena
+        result.writerActivity = wr.clock.activity
+        result.readerActivity = rr.clock.activity
         return result
     }
 
@@ -352,6 +358,7 @@ public enum StreamWorkload {
         result.placement = config.placement.isUnplaced ? nil : config.placement
         result.writerMemory = r.memory
         result.readerMemory = r.arena
+        result.writerActivity = r.clock.activity
         return result
     }
 
