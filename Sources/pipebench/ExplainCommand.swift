@@ -40,7 +40,10 @@ struct ExplainCommand: PipeBenchCommand {
             }
         }
         var out: [String] = []
+        // A file of several runs (concatenated shards or runs) has a configuration once per run.
+        let runs = Set(groups.map(\.runID)).count
         for g in groups {
+            if runs > 1 { out.append("run \(g.runID):") }
             guard g.rows.contains(where: { !table.value($0, "writer_vcsw").isEmpty }) else {
                 throw CLIError.data("\(input): '\(g.label)' has no event or scheduling columns (written before they existed): nothing to explain")
             }
