@@ -19,7 +19,7 @@ public struct ResultsError: Error, CustomStringConvertible, Equatable, Sendable 
 
 /// The columns of a pipebench results file, in their documented order. Version 4: version 3
 /// plus the placement preset, the pages found off the node asked for, whether the machine was
-/// virtual or emulated, each side's scheduling and the engine's events (`addedInVersion4`); version 3: version 2
+/// virtual or emulated, each side's scheduling and the engine's events, the time-sizing and precision target of the run (`addedInVersion4`); version 3: version 2
 /// plus the engine's copy strategy and the core-to-core probe of each repetition
 /// (`addedInVersion3`); version 2: version 1 plus the pairs and fanin columns and the kernel
 /// pipe size asked for (`addedInVersion2`). Files of versions 1 to 3 are still read, their
@@ -44,6 +44,7 @@ public enum ResultsSchema {
     /// The columns version 4 added.
     public static let addedInVersion4: Set<String> = Set([
         "placement", "memory_pages_misplaced", "env_virtualization", "env_emulated",
+        "min_time_ns", "precision_pct", "precision_rounds",
     ] + schedulingColumns.map(\.name) + PipeEvent.allCases.map(eventColumn))
     /// Each version after the first and the columns it added.
     static let added: [(version: Int, columns: Set<String>)] = [
@@ -132,7 +133,10 @@ public enum ResultsSchema {
         c("repetition", .integer, .run, "0-based repetition of this configuration."),
         c("order", .integer, .run, "0-based position of this repetition in the run's interleaved sequence (A B C A B C …), for drift."),
         c("warmup_repetitions", .integer, .run, "Warm-up rounds run and discarded before the repetitions."),
-        c("repetitions", .integer, .run, "Repetitions of each configuration in the run."),
+        c("repetitions", .integer, .run, "Repetitions of each configuration in the run (with --precision: the rounds it took)."),
+        c("min_time_ns", .integer, .run, "stream, pairs, fanin, kva-pressure with --total auto: the time each repetition was sized to last at least (--min-time); total_B is then what the warm-up's calibration chose, and compare matches on this instead. Empty: the total was given, or --min-time 0."),
+        c("precision_pct", .number, .run, "--precision: the run added rounds until every configuration's median interval was within ± this % of its median (or a limit stopped it). Empty: a fixed count."),
+        c("precision_rounds", .text, .run, "--precision-rounds: `all` rounds judged, or only the `usual`-placement ones (the probe's rule)."),
         c("workload", .text, .parameter, "The workload, by the name `--workload` takes (`stream`, `pingpong`, …; `pipebench run --help` lists them all with what each measures)."),
         c("transport", .text, .parameter, "`engine`, `linux-pipe`, `linux-vmsplice`, `unix-socket`, `spsc-ring` or `memcpy`."),
         c("write_size_B", .integer, .parameter, "stream, pairs, fanin: bytes per write call."),

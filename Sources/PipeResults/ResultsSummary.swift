@@ -100,6 +100,15 @@ public enum ResultsSummary {
     /// stream doubles) to 5x (~320 ns).
     public static let placementDriftFactor = 1.25
 
+    /// The rounds of one run with a repetition whose probe was off the run's usual probe (the
+    /// median of all of them) by more than `placementDriftFactor`, either way. The one rule
+    /// for the summary's note and for a precision target over the usual rounds.
+    public static func offPlacementRounds(_ probes: [(round: Int, ns: Double)]) -> Set<Int> {
+        guard !probes.isEmpty else { return [] }
+        let usual = Statistics.median(probes.map(\.ns))
+        return Set(probes.filter { $0.ns > usual * placementDriftFactor || $0.ns < usual / placementDriftFactor }.map(\.round))
+    }
+
     /// The rounds of each run in `t` that ran, in part, off the run's usual placement (see
     /// `PlacementDrift`), or nil when none did, or the table has no per-repetition probes
     /// (files before schema version 3).
@@ -117,16 +126,15 @@ public enum ResultsSummary {
         var lowest = Double.infinity, highest = 0.0
         for run in runs {
             let probes = probesByRun[run]!
-            let usual = Statistics.median(probes.map(\.ns))
-            if run == first { usualOfFirst = usual }
+            if run == first { usualOfFirst = Statistics.median(probes.map(\.ns)) }
             for p in probes {
                 rounds.insert(p.round)
                 lowest = min(lowest, p.ns)
                 highest = max(highest, p.ns)
-                if p.ns > usual * placementDriftFactor || p.ns < usual / placementDriftFactor {
-                    offKeys.insert(run + "#\(p.round)")
-                    offRounds.insert(p.round)
-                }
+            }
+            for round in offPlacementRounds(probes) {
+                offKeys.insert(run + "#\(round)")
+                offRounds.insert(round)
             }
         }
         guard !offKeys.isEmpty else { return nil }
@@ -175,9 +183,13 @@ public enum ResultsSummary {
         return Statistics.pairedRatio(baseline: rounds.map { b[$0]! }, candidate: rounds.map { c[$0]! })
     }
 
-    /// The parameter values of a row, as one string (what `compare` matches on).
+    /// The parameter values of a row, as one string (what `compare` matches on). A total sized
+    /// by time (`min_time_ns` set) is what calibration chose, not a parameter asked for: it is
+    /// left out, and the minimum time is matched instead.
     public static func parameterKey(_ t: ResultsTable, _ row: Int, ignoring: Set<String> = []) -> String {
-        ResultsSchema.parameterColumns.filter { !ignoring.contains($0) }.map { t.value(row, $0) }.joined(separator: "\u{1F}")
+        let ignored = t.value(row, "min_time_ns").isEmpty ? ignoring : ignoring.union(["total_B"])
+        return (ResultsSchema.parameterColumns.filter { !ignored.contains($0) }.map { t.value(row, $0) }
+                + [t.value(row, "min_time_ns")]).joined(separator: "\u{1F}")
     }
 
     /// Configurations in order of first appearance: rows of one run with one label.

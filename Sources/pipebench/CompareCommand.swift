@@ -64,10 +64,13 @@ struct CompareCommand: PipeBenchCommand {
             guard pa.label.dropFirst(3) != pb.label.dropFirst(3) else {
                 throw CLIError.usage("--run and --vs describe the same configuration; change a parameter on one side (e.g. --vs \"mindirect=1G\")")
             }
+            var timing = TimingOptions()
+            timing.apply(runOptions)
             let execution = Execution(
                 command: "compare", points: [pa, pb], repetitions: runOptions.repetitions ?? 10,
                 warmup: runOptions.warmup ?? 1, csvPath: runOptions.csv, jsonPath: runOptions.json,
-                force: runOptions.force, progress: runOptions.progress, quiet: runOptions.quiet, printSummary: false)
+                force: runOptions.force, progress: runOptions.progress, quiet: runOptions.quiet,
+                timing: try timing.resolved(repetitions: runOptions.repetitions ?? 10), printSummary: false)
             let outputs = try execution.prepare()
             let table = try execution.run(outputs)
             a = ResultsTable(rows: table.rows.indices.filter { table.value($0, "label") == pa.label }.map { table.rows[$0] })

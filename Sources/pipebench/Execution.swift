@@ -19,6 +19,8 @@ struct Execution {
     var progress: ProgressMode
     var quiet: Bool
     var shard: Shard = .whole
+    /// Time-sized repetitions and the precision target (`--min-time`, `--precision`, …).
+    var timing = TimingOptions.Resolved()
     /// Print the summary table and "Saved …" line (compare --run prints its own comparison).
     var printSummary = true
 
@@ -65,10 +67,15 @@ struct Execution {
     func run(_ outputs: Outputs) throws -> ResultsTable {
         let configurations = try points.map { RunConfiguration(name: $0.label, workload: try $0.makeWorkload()) }
         let reporter = ProgressReporter(
-            mode: quiet ? .none : progress, steps: (warmup + repetitions) * points.count,
+            // With a precision target the steps are the most it may take: the ETA is an upper bound.
+            mode: quiet ? .none : progress, steps: (warmup + (timing.precision == nil ? repetitions : timing.maxRepetitions)) * points.count,
             command: command, configurations: points.count, shard: shard, csv: outputs.csv)
         reporter.start()
-        let runner = Runner(warmupRepetitions: warmup, repetitions: repetitions, progress: { reporter.step($0) })
+        var runner = Runner(warmupRepetitions: warmup, repetitions: repetitions, progress: { reporter.step($0) })
+        runner.minTimeNs = timing.minTimeNs
+        runner.precision = timing.precision
+        runner.maxRepetitions = timing.maxRepetitions
+        runner.maxTimeNs = timing.maxTimeNs
         let report: RunReport
         do {
             report = try runner.run(configurations)
@@ -93,10 +100,19 @@ struct Execution {
             for w in ResultsSummary.placementWarnings(table) { stderrWrite("pipebench: warning: \(w)\n") }
         }
         if printSummary && !quiet && progress != .json {
-            print(SummaryPrinter.render(table))
+            print(SummaryPrinter.render(table, stop: report.precision == nil ? nil : stopText(report)))
             print("Saved \(table.rows.count) rows to \(csvPath)\(outputs.json.map { " and \($0)" } ?? "")")
         }
         return table
+    }
+
+    /// Why a run with a precision target stopped, in the words of its flags.
+    func stopText(_ report: RunReport) -> String {
+        switch report.stop {
+        case .precisionReached, .fixedCount: return "stopped when it was reached"
+        case .maxRepetitions: return "stopped by --max-repetitions \(timing.maxRepetitions)"
+        case .maxTime: return "stopped by --max-time \(timing.maxTimeNs.map(DurationSpec.format) ?? "")"
+        }
     }
 
     /// UTC time and process id: tells the runs (and shards) in a concatenated file apart.

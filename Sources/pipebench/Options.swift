@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PipeEngine
 import PipeHarness
+import PipeResults
 
 /// The parameters of a configuration, one flag per harness parameter. Every flag takes a
 /// value (sizes: 64, 4K, 1M, 1G; lists: a,b,c; ranges: 4K..1M doubles, 0..3 counts) and may
@@ -15,7 +16,7 @@ struct ParameterOptions: ParsableArguments {
     var writeSize: [String] = []
     @Option(name: .customLong("read-size"), help: ArgumentHelp("stream, pairs, fanin: bytes per read (default: the write size).", valueName: "size"))
     var readSize: [String] = []
-    @Option(name: .customLong("total"), help: ArgumentHelp("stream: bytes per repetition; pairs: per pair; fanin: per writer; or auto (2048 writes, 16M to 256M, split among pairs or writers, at least 1M each).", valueName: "size"))
+    @Option(name: .customLong("total"), help: ArgumentHelp("stream: bytes per repetition; pairs: per pair; fanin: per writer; or auto (from 2048 writes, 16M to 256M, split among pairs or writers, at least 1M each, grown in the warm-up until a repetition lasts --min-time).", valueName: "size"))
     var total: [String] = []
     @Option(name: .customLong("message-size"), help: ArgumentHelp("pingpong: bytes each way (default 1).", valueName: "size"))
     var messageSize: [String] = []
@@ -130,6 +131,16 @@ struct RunOptions: ParsableArguments {
     var repetitions: Int?
     @Option(name: .customLong("warmup"), help: ArgumentHelp("Warm-up rounds run first and discarded (default 1).", valueName: "n"))
     var warmup: Int?
+    @Option(name: .customLong("min-time"), help: ArgumentHelp("With --total auto: size each configuration's repetitions, in its warm-up, to last at least this long (default 100ms; 0: the byte default of 2048 writes).", valueName: "time"))
+    var minTime: String?
+    @Option(name: .customLong("precision"), help: ArgumentHelp("After --repetitions, add interleaved rounds until every configuration's median interval is within ± this of its median (e.g. 5%), or --max-repetitions or --max-time stops it.", valueName: "pct"))
+    var precision: String?
+    @Option(name: .customLong("max-repetitions"), help: ArgumentHelp("With --precision: the most rounds (default 50).", valueName: "n"))
+    var maxRepetitions: Int?
+    @Option(name: .customLong("max-time"), help: ArgumentHelp("With --precision: add no round after this long measuring (e.g. 10min; default: no limit).", valueName: "time"))
+    var maxTime: String?
+    @Option(name: .customLong("precision-rounds"), help: ArgumentHelp("With --precision: judge all rounds (default), or only those at the usual placement (usual: the core-to-core probe's rule).", valueName: "all|usual"))
+    var precisionRounds: String?
     @Option(name: .customLong("csv"), help: ArgumentHelp("Write the CSV here (default: results/<command>-<UTC time>.csv, never overwriting).", valueName: "path"))
     var csv: String?
     @Option(name: .customLong("json"), help: ArgumentHelp("Also write the results as JSON here.", valueName: "path"))
@@ -151,6 +162,7 @@ struct PlanBuilder {
     var spec = SweepSpecification()
     var repetitions: Int?
     var warmup: Int?
+    var timing = TimingOptions()
     var csv: String?
     var json: String?
     var label: String?
@@ -177,6 +189,11 @@ struct PlanBuilder {
             switch key {
             case "repetitions": repetitions = try int()
             case "warmup": warmup = try int()
+            case "min-time": timing.minTime = entry.value.flagText
+            case "precision": timing.precision = entry.value.flagText
+            case "max-repetitions": timing.maxRepetitions = try int()
+            case "max-time": timing.maxTime = entry.value.flagText
+            case "precision-rounds": timing.precisionRounds = entry.value.flagText
             case "csv": csv = try string()
             case "json": json = try string()
             case "label": label = try string()
@@ -192,7 +209,71 @@ struct PlanBuilder {
     mutating func apply(_ r: RunOptions) {
         if let v = r.repetitions { repetitions = v }
         if let v = r.warmup { warmup = v }
+        timing.apply(r)
         if let v = r.csv { csv = v }
         if let v = r.json { json = v }
+    }
+}
+
+/// How long a repetition lasts and when a run stops adding rounds, as given (flags or a
+/// config file), checked by `resolved()`.
+struct TimingOptions {
+    var minTime: String?
+    var precision: String?
+    var maxRepetitions: Int?
+    var maxTime: String?
+    var precisionRounds: String?
+
+    mutating func apply(_ r: RunOptions) {
+        if let v = r.minTime { minTime = v }
+        if let v = r.precision { precision = v }
+        if let v = r.maxRepetitions { maxRepetitions = v }
+        if let v = r.maxTime { maxTime = v }
+        if let v = r.precisionRounds { precisionRounds = v }
+    }
+
+    /// What the runner is given.
+    struct Resolved {
+        var minTimeNs: Int64? = Runner.defaultMinTimeNs
+        var precision: PrecisionTarget?
+        var maxRepetitions = Runner.defaultMaxRepetitions
+        var maxTimeNs: Int64?
+    }
+
+    func resolved(repetitions: Int) throws -> Resolved {
+        var r = Resolved()
+        if let minTime {
+            guard let ns = DurationSpec.nanoseconds(minTime) else {
+                throw CLIError.usage("--min-time '\(minTime)': give a time with its unit, e.g. 100ms or 2s (0: size by bytes)")
+            }
+            r.minTimeNs = ns
+        }
+        let limits = [("--max-repetitions", maxRepetitions != nil), ("--max-time", maxTime != nil), ("--precision-rounds", precisionRounds != nil)]
+        guard let precision else {
+            if let (flag, _) = limits.first(where: \.1) { throw CLIError.usage("\(flag) goes with --precision") }
+            return r
+        }
+        let number = precision.hasSuffix("%") ? String(precision.dropLast()) : precision
+        guard let pct = Double(number), pct > 0, pct < 100 else {
+            throw CLIError.usage("--precision '\(precision)': give a percentage above 0 and below 100, e.g. 5%")
+        }
+        var usual = false
+        switch precisionRounds ?? "all" {
+        case "all": usual = false
+        case "usual": usual = true
+        case let other: throw CLIError.usage("--precision-rounds '\(other)' is unknown; use all or usual")
+        }
+        r.precision = PrecisionTarget(fraction: pct / 100, usualRoundsOnly: usual)
+        if let maxRepetitions { r.maxRepetitions = maxRepetitions }
+        guard r.maxRepetitions >= repetitions else {
+            throw CLIError.usage("--max-repetitions \(r.maxRepetitions) is below --repetitions \(repetitions): --repetitions are the rounds run at least")
+        }
+        if let maxTime {
+            guard let ns = DurationSpec.nanoseconds(maxTime), ns > 0 else {
+                throw CLIError.usage("--max-time '\(maxTime)': give a time with its unit, e.g. 10min or 90s")
+            }
+            r.maxTimeNs = ns
+        }
+        return r
     }
 }

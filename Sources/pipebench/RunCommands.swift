@@ -33,6 +33,7 @@ struct RunCommand: PipeBenchCommand {
           pipebench run --workload fanin --writers 8 --mux kqueue --transport engine --verify
           pipebench run --transport linux-pipe,linux-vmsplice --kernel-pipe-size 1M --write-size 256K
           pipebench run --config my-config.toml
+          pipebench run --transport engine,linux-pipe --write-size 4K --precision 5% --max-time 2min
         """
     )
 
@@ -57,10 +58,12 @@ struct RunCommand: PipeBenchCommand {
             }
             points = try builder.spec.points()
         }
+        let repetitions = builder.repetitions ?? (params.isEmpty && config == nil ? 15 : 7)
         let execution = Execution(
-            command: "run", points: points, repetitions: builder.repetitions ?? (params.isEmpty && config == nil ? 15 : 7), warmup: builder.warmup ?? 1,
+            command: "run", points: points, repetitions: repetitions, warmup: builder.warmup ?? 1,
             csvPath: builder.csv, jsonPath: builder.json, force: runOptions.force,
-            progress: runOptions.progress, quiet: runOptions.quiet)
+            progress: runOptions.progress, quiet: runOptions.quiet,
+            timing: try builder.timing.resolved(repetitions: repetitions))
         let outputs = try execution.prepare()
         _ = try execution.run(outputs)
     }
@@ -76,7 +79,7 @@ struct RunCommand: PipeBenchCommand {
             p.workload = .stream
             p.transport = transport
             p.writeSize = 64 * 1024
-            p.totalBytes = 256 << 20
+            // The total is auto: each repetition lasts at least --min-time (100 ms).
             p.engine[EngineTunable.named("mindirect")!] = mindirect
             p.writerCPU = writerCPU
             p.readerCPU = readerCPU
@@ -181,7 +184,8 @@ struct SweepCommand: PipeBenchCommand {
         let execution = Execution(
             command: "sweep", points: points, repetitions: builder.repetitions ?? 5, warmup: builder.warmup ?? 1,
             csvPath: builder.csv, jsonPath: builder.json, force: runOptions.force,
-            progress: runOptions.progress, quiet: runOptions.quiet, shard: shard)
+            progress: runOptions.progress, quiet: runOptions.quiet, shard: shard,
+            timing: try builder.timing.resolved(repetitions: builder.repetitions ?? 5))
         let outputs = try execution.prepare()
         _ = try execution.run(outputs)
     }

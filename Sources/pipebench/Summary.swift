@@ -7,7 +7,8 @@ import PipeResults
 /// its 95% interval, and its ratio to the Linux pipe measured in the same run (each
 /// workload's table is its definition's `summary`), then how the run was placed.
 enum SummaryPrinter {
-    static func render(_ t: ResultsTable) -> String {
+    /// `stop`: why a run with a precision target stopped (known only right after it ran).
+    static func render(_ t: ResultsTable, stop: String? = nil) -> String {
         var context = SummaryContext(t)
         var out: [String] = []
         for workload in WorkloadKind.registered {
@@ -26,6 +27,10 @@ enum SummaryPrinter {
             let before = Double(t.value(r, "probe_before_ns")).map { String(format: "%.0f", $0) } ?? "?"
             let after = Double(t.value(r, "probe_after_ns")).map { String(format: "%.0f", $0) } ?? "?"
             out.append("\nRepetitions: \(t.value(r, "repetitions")) (+\(t.value(r, "warmup_repetitions")) warm-up), interleaved. Core-to-core probe (CPUs \(t.value(r, "probe_cpus").replacingOccurrences(of: ";", with: ","))): \(before) ns before, \(after) ns after.")
+            if let minTime = Int64(t.value(r, "min_time_ns")) {
+                out.append("Repetitions sized to last at least \(DurationSpec.format(minTime)) (--total auto, calibrated in the warm-up); total_B holds each configuration's bytes.")
+            }
+            if let line = precisionLine(t, stop: stop) { out.append(line) }
             let placements = Set(t.rows.indices.map { i in
                 let pairs = t.value(i, "pair_cpus")
                 if !pairs.isEmpty { return "pairs \(pairs)" }
@@ -51,5 +56,30 @@ enum SummaryPrinter {
         out += ResultsSummary.placementWarnings(t).map { "Warning: \($0)" }
         if footnote { out.append("* fewer than 6 repetitions: the interval is min-max and covers the median with less than 95%.") }
         return out.joined(separator: "\n")
+    }
+
+    /// Whether each configuration met the run's precision target (`precision_pct`), judged as
+    /// the run judged it: over all rounds, or over the usual placement's.
+    static func precisionLine(_ t: ResultsTable, stop: String?) -> String? {
+        guard let r = t.rows.indices.first, let pct = Double(t.value(r, "precision_pct")) else { return nil }
+        let target = PrecisionTarget(fraction: pct / 100, usualRoundsOnly: t.value(r, "precision_rounds") == "usual")
+        let drift = ResultsSummary.placementDrift(t)
+        var missed: [String] = []
+        let groups = ResultsSummary.groups(t)
+        for g in groups {
+            let rounds = g.rows.filter { row in
+                !(target.usualRoundsOnly && drift?.isOff(runID: g.runID, round: Int(t.value(row, "repetition")) ?? -1) == true)
+            }
+            let samples = rounds.compactMap { Double(t.value($0, "value")) }
+            if !target.isMet(samples) {
+                let reach = target.relativeHalfWidth(samples).map { "±" + String(format: "%.1f", $0 * 100) + "%" } ?? "fewer than 6 rounds"
+                missed.append("\(g.label) (\(reach))")
+            }
+        }
+        let over = target.usualRoundsOnly ? "over the usual placement's rounds" : "over all rounds"
+        let rounds = t.value(r, "repetitions")
+        if missed.isEmpty { return "Precision \(target.text) \(over): every configuration reached it in \(rounds) rounds." }
+        return "Precision \(target.text) \(over): \(missed.count) of \(groups.count) configurations did not reach it in \(rounds) rounds"
+            + (stop.map { " (\($0))" } ?? "") + ": \(missed.joined(separator: ", "))."
     }
 }

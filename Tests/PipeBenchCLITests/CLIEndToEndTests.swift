@@ -90,6 +90,14 @@ func write(_ text: String, _ path: String) {
         (["compare", "/nonexistent-a.csv", "/nonexistent-b.csv"], 65, "cannot read '/nonexistent-a.csv'"),
         (["export", "/nonexistent.csv"], 65, "cannot read"),
         (["explain", "/nonexistent.csv"], 65, "cannot read"),
+        (["run", "--precision", "0"], 64, "give a percentage above 0 and below 100"),
+        (["run", "--precision", "five"], 64, "give a percentage above 0 and below 100"),
+        (["run", "--max-time", "1s"], 64, "--max-time goes with --precision"),
+        (["run", "--max-repetitions", "9"], 64, "--max-repetitions goes with --precision"),
+        (["run", "--min-time", "100"], 64, "give a time with its unit"),
+        (["run", "--precision", "5%", "--precision-rounds", "some"], 64, "use all or usual"),
+        (["run", "--precision", "5%", "--max-time", "soon"], 64, "--max-time 'soon': give a time with its unit"),
+        (["sweep", "--write-size", "4K,8K", "--precision", "5%", "--max-repetitions", "2"], 64, "--max-repetitions 2 is below --repetitions 5"),
         (["explain"], 64, "Missing expected argument"),
         (["export", "a.csv", "--to", "targets"], 64, "--to targets needs --targets FILE"),
         (["export", "a.csv", "--targets", "t.json"], 64, "--targets FILE goes with --to targets"),
@@ -344,6 +352,41 @@ func write(_ text: String, _ path: String) {
         write(ResultsTable(rows: [syntheticRow(label: "old", transport: "engine", repetition: 0, throughput: 1)]).csv(), dir + "/old.csv")
         let old = try pipebench(["explain", "old.csv"], in: dir)
         #expect(old.status == 65 && old.stderr.contains("nothing to explain"), "\(old.stderr)")
+    }
+
+    /// A sweep that stops by its precision target: repetitions sized by time (`--min-time`),
+    /// rounds added after `--repetitions` until every configuration's median interval is within
+    /// ±20% or `--max-repetitions` stops it; the rows, the summary's line and the rule, checked
+    /// against each other from the CSV.
+    @Test func sweepStopsByItsPrecisionTarget() throws {
+        let dir = makeTempDir()
+        // The stopping rule from a config file's [run] table, the rest from flags.
+        write("[run]\nprecision = \"20%\"\nmax-repetitions = 30\nmin-time = \"5ms\"\n", dir + "/stop.toml")
+        let o = try pipebench(["sweep", "--config", "stop.toml", "--transport", "memcpy,spsc-ring", "--write-size", "16K,64K",
+                               "--repetitions", "6", "--csv", "s.csv", "--progress", "none"], in: dir)
+        #expect(o.status == 0, "\(o.stderr)")
+        let t = try ResultsTable.read(path: dir + "/s.csv")
+        let groups = ResultsSummary.groups(t)
+        #expect(groups.count == 4)
+        let rounds = try #require(Int(t.value(0, "repetitions")))
+        #expect((6...30).contains(rounds))
+        let target = PrecisionTarget(fraction: 0.2)
+        let samples = groups.map { g in g.rows.map { Double(t.value($0, "value"))! } }
+        for (g, xs) in zip(groups, samples) {
+            #expect(xs.count == rounds, "\(g.label)")
+            #expect(Set(g.rows.map { t.value($0, "total_B") }).count == 1, "one calibrated total per configuration")
+            #expect(Int(t.value(g.rows[0], "total_B"))! >= 16 << 20, "calibration starts at the byte default")
+            #expect(g.rows.allSatisfy { t.value($0, "min_time_ns") == "5000000" && t.value($0, "precision_pct") == "20.0" })
+        }
+        let reached = samples.allSatisfy(target.isMet)
+        let line = try #require(o.stdout.split(separator: "\n").first { $0.hasPrefix("Precision ±20% over all rounds: ") }, "\(o.stdout)")
+        if reached {
+            #expect(line == "Precision ±20% over all rounds: every configuration reached it in \(rounds) rounds.", "\(line)")
+            // It stopped at the first round it could.
+            if rounds > 6 { #expect(!samples.allSatisfy { target.isMet(Array($0.prefix(rounds - 1))) }) }
+        } else {
+            #expect(rounds == 30 && line.contains("did not reach it in 30 rounds (stopped by --max-repetitions 30): "), "\(line)")
+        }
     }
 
     /// pairs and fanin run from the CLI, verified, with their own columns filled in.

@@ -36,7 +36,7 @@ public struct ConfigEntry: Equatable, Sendable {
 /// group them.
 public enum SweepConfigFile {
     /// Run-level keys (not sweep axes) a file may set.
-    public static let runKeys = ["repetitions", "warmup", "csv", "json", "label"]
+    public static let runKeys = ["repetitions", "warmup", "min-time", "precision", "max-repetitions", "max-time", "precision-rounds", "csv", "json", "label"]
 
     public static func load(path: String) throws -> [ConfigEntry] {
         guard let data = FileManager.default.contents(atPath: path) else {

@@ -302,16 +302,8 @@ public struct SweepPoint: Sendable, Hashable {
         let bad = SweepError("--wait '\(text)': use park, spin or spin:NS (e.g. spin:20000 or spin:20us)")
         if text == "park" { return 0 }
         if text == "spin" { return WaitStrategy.spin.maxSpinNanoseconds }
-        guard text.hasPrefix("spin:") else { throw bad }
-        var number = String(text.dropFirst(5))
-        var scale = 1
-        for (suffix, s) in [("ns", 1), ("us", 1_000), ("µs", 1_000), ("ms", 1_000_000)] where number.hasSuffix(suffix) {
-            number = String(number.dropLast(suffix.count))
-            scale = s
-            break
-        }
-        guard let v = Int(number), v >= 0 else { throw bad }
-        return v * scale
+        guard text.hasPrefix("spin:"), let ns = DurationSpec.nanoseconds(String(text.dropFirst(5)), bareUnitNs: 1) else { throw bad }
+        return Int(ns)
     }
 
     /// The engine configuration this point asks for (defaults where nil), not yet validated.
@@ -430,7 +422,17 @@ public struct SweepPoint: Sendable, Hashable {
     public func makeWorkload() throws -> Workload {
         try validate()
         _ = try resolvedPreset()   // a preset this machine cannot give places nothing: refuse it
-        return definition.makeWorkload(self)
+        var w = definition.makeWorkload(self)
+        if totalBytes == nil && applies(.total) {
+            // --total auto: the runner may size it by time, from this byte default up.
+            let point = self
+            w.sizing = TimeSizing(total: autoTotal, granule: writeSize) { total in
+                var p = point
+                p.totalBytes = total
+                return try p.makeWorkload()
+            }
+        }
+        return w
     }
 
     /// Canonical text of one parameter (nil: not set).

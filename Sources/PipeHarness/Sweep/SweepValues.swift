@@ -9,6 +9,38 @@ public struct SweepError: Error, CustomStringConvertible, Equatable, Sendable {
     public var description: String { message }
 }
 
+/// Durations on the command line: a decimal number and a unit, `ns`, `us` (or `µs`), `ms`,
+/// `s` or `min`: `100ms`, `1.5s`, `20us`. A bare number is refused unless the caller gives
+/// its unit (`--wait spin:20000`: nanoseconds); `0` needs none.
+public enum DurationSpec {
+    static let units: [(suffix: String, ns: Double)] = [
+        ("ns", 1), ("us", 1e3), ("µs", 1e3), ("ms", 1e6), ("min", 60e9), ("s", 1e9),
+    ]
+
+    /// Nanoseconds, or nil when `text` is not a duration.
+    public static func nanoseconds(_ text: String, bareUnitNs: Double? = nil) -> Int64? {
+        let t = text.trimmingWhitespace().lowercased()
+        var scale = bareUnitNs
+        var number = t
+        for u in units where t.hasSuffix(u.suffix) {
+            number = String(t.dropLast(u.suffix.count))
+            scale = u.ns
+            break
+        }
+        guard let v = Double(number), v >= 0, v.isFinite else { return nil }
+        if v == 0 { return 0 }
+        guard let scale, v * scale < 9e18 else { return nil }
+        return Int64((v * scale).rounded())
+    }
+
+    /// `100ms`, `2s`, `1.5s`, `20us`: the largest unit it is a whole number of, else ns.
+    public static func format(_ ns: Int64) -> String {
+        for (suffix, unit) in [("min", Int64(60_000_000_000)), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)]
+        where ns >= unit && ns % unit == 0 { return "\(ns / unit)\(suffix)" }
+        return "\(ns)ns"
+    }
+}
+
 public enum SizeSpec {
     /// Parses a byte size: a decimal number optionally followed by K, M, G or T (binary:
     /// 1K = 1024), optionally followed by `iB` or `B`, in either case. `64`, `4K`, `4KiB`,

@@ -1,3 +1,4 @@
+import CPipeSys
 import PipeResults
 /// A named workload: the unit the runner repeats and compares.
 public struct RunConfiguration: Sendable {
@@ -46,7 +47,23 @@ public struct ConfigurationReport: Encodable, Sendable {
     public var higherIsBetter: Bool
     public var summary: SampleSummary
     public var repetitions: [Repetition]
+    /// The bytes per stream each repetition moved when the runner sized it by time (`--total
+    /// auto` under `minTimeNs`); nil when the workload's own size was used.
+    public var sizedTotal: Int? = nil
+    /// Under a precision target: how far the median interval of the judged rounds reaches from
+    /// the median, as a fraction of it (nil below six judged rounds).
+    public var precisionReached: Double? = nil
     public var samples: [Double] { repetitions.map(\.value) }
+}
+
+/// Why a run stopped adding rounds.
+public enum RunStop: String, Codable, Sendable {
+    /// No precision target: the fixed count ran.
+    case fixedCount = "fixed count"
+    /// Every configuration met the precision target.
+    case precisionReached = "precision reached"
+    case maxRepetitions = "max repetitions"
+    case maxTime = "max time"
 }
 
 /// Candidate against baseline (the first configuration).
@@ -64,9 +81,14 @@ public struct RunReport: Encodable, Sendable {
     public var coreProbeBefore: CoreProbeResult?
     public var coreProbeAfter: CoreProbeResult?
     public var warmupRepetitions: Int
+    /// The rounds run (with a precision target, as many as it took).
     public var repetitions: Int
     public var configurations: [ConfigurationReport]
     public var comparisons: [Comparison]
+    /// The time repetitions were sized to (for the configurations that were: `sizedTotal`).
+    public var minTimeNs: Int64? = nil
+    public var precision: PrecisionTarget? = nil
+    public var stop: RunStop = .fixedCount
 }
 
 /// Runs configurations repeatedly and summarises them.
@@ -91,7 +113,19 @@ public struct Runner: Sendable {
     }
 
     public var warmupRepetitions: Int
+    /// Rounds run at least (without a precision target: exactly).
     public var repetitions: Int
+    /// Workloads whose size is the runner's (`Workload.sizing`) are calibrated in the first
+    /// warm-up round (in a round of its own with no warm-up) so that a repetition lasts at
+    /// least this long; nil or 0: their default size.
+    public var minTimeNs: Int64? = Runner.defaultMinTimeNs
+    /// Keep adding rounds after `repetitions` until every configuration meets it, or
+    /// `maxRepetitions` rounds ran, or `maxTimeNs` passed since the first measured round.
+    public var precision: PrecisionTarget? = nil
+    public var maxRepetitions = Runner.defaultMaxRepetitions
+    public var maxTimeNs: Int64? = nil
+    /// The clock calibration and `maxTimeNs` read (CLOCK_MONOTONIC; tests give their own).
+    public var clock: @Sendable () -> Int64 = { pb_monotonic_ns() }
     /// Nil: no probe. Default: the first configuration's pinned CPUs, or CPUs 0 and 1.
     public var probe: Probe?
     public var captureEnvironment: Bool
@@ -117,6 +151,14 @@ public struct Runner: Sendable {
         self.progress = progress
     }
 
+    /// 100 ms: longer than a scheduling hiccup on a shared 2-vCPU machine, short enough for
+    /// 15 rounds of several configurations in a minute.
+    public static let defaultMinTimeNs: Int64 = 100_000_000
+    public static let defaultMaxRepetitions = 50
+    /// Calibration measures at most this many more repetitions (each step grows the total at
+    /// least 1.25×, most often 16×: 12 steps cover any workload that can reach the time).
+    static let maxCalibrationSteps = 12
+
     /// The probe between two measurements makes this fraction of the run probe's round trips
     /// (under a millisecond).
     static let shortProbeFraction = 10
@@ -136,11 +178,21 @@ public struct Runner: Sendable {
         let names = configurations.map(\.name)
         guard Set(names).count == names.count else { throw HarnessError.invalidArgument("configuration names must be unique: \(names)") }
 
+        if precision != nil, maxRepetitions < repetitions {
+            throw HarnessError.invalidArgument("max repetitions \(maxRepetitions) is below the repetitions \(repetitions)")
+        }
+
         let environment = captureEnvironment ? EnvironmentInfo.capture() : nil
-        for round in 0..<warmupRepetitions {
-            for c in configurations {
-                progress?("warm-up \(round + 1)/\(warmupRepetitions): \(c.name)")
-                _ = try Self.measure(c.workload)
+        var workloads = configurations.map(\.workload)
+        let minTime = (minTimeNs ?? 0) > 0 ? minTimeNs : nil
+        let calibrating = minTime != nil && workloads.contains { $0.sizing != nil }
+        for round in 0..<max(warmupRepetitions, calibrating ? 1 : 0) {
+            for (i, c) in configurations.enumerated() {
+                if round < warmupRepetitions { progress?("warm-up \(round + 1)/\(warmupRepetitions): \(c.name)") }
+                _ = try Self.measure(workloads[i])
+                if round == 0, let minTime, workloads[i].sizing != nil {
+                    workloads[i] = try Self.calibrate(workloads[i], minTimeNs: minTime, clock: clock)
+                }
             }
         }
 
@@ -153,10 +205,20 @@ public struct Runner: Sendable {
                                   roundTrips: max(100, probeSettings.roundTrips / Self.shortProbeFraction)).medianNs
         }
         var probeBefore = try shortProbe()
-        for round in 0..<repetitions {
+        let started = clock()
+        var rounds = 0
+        var stop = RunStop.fixedCount
+        let planned = precision == nil ? repetitions : maxRepetitions
+        while true {
+            if rounds >= repetitions {
+                guard let precision else { break }
+                if Self.judged(collected, precision).allSatisfy(precision.isMet) { stop = .precisionReached; break }
+                if rounds >= maxRepetitions { stop = .maxRepetitions; break }
+                if let maxTimeNs, clock() - started >= maxTimeNs { stop = .maxTime; break }
+            }
             for (i, c) in configurations.enumerated() {
-                progress?("repetition \(round + 1)/\(repetitions): \(c.name)")
-                var rep = try Self.measure(c.workload)
+                progress?("repetition \(rounds + 1)/\(planned): \(c.name)")
+                var rep = try Self.measure(workloads[i])
                 let probeAfter = try shortProbe()
                 rep.order = order
                 rep.probeNs = max(probeBefore, probeAfter)
@@ -164,15 +226,21 @@ public struct Runner: Sendable {
                 order += 1
                 collected[i].append(rep)
             }
+            rounds += 1
         }
         let after = try CoreProbe.measure(cpuA: probeSettings.cpuA, cpuB: probeSettings.cpuB, roundTrips: probeSettings.roundTrips)
+        let judged = precision.map { Self.judged(collected, $0) }
 
-        let reports = zip(configurations, collected).map { c, reps in
+        var reports = zip(configurations, collected).map { c, reps in
             ConfigurationReport(
                 name: c.name, metric: c.workload.metricName, unit: c.workload.unit,
                 higherIsBetter: c.workload.higherIsBetter,
                 summary: SampleSummary(reps.map(\.value), confidence: confidence)!,   // repetitions > 0
                 repetitions: reps)
+        }
+        for i in reports.indices {
+            if minTime != nil { reports[i].sizedTotal = workloads[i].sizing?.total }
+            if let precision, let judged { reports[i].precisionReached = precision.relativeHalfWidth(judged[i]) }
         }
         var comparisons: [Comparison] = []
         if let baseline = reports.first {
@@ -187,8 +255,49 @@ public struct Runner: Sendable {
         }
         return RunReport(
             environment: environment, coreProbeBefore: before, coreProbeAfter: after,
-            warmupRepetitions: warmupRepetitions, repetitions: repetitions,
-            configurations: reports, comparisons: comparisons)
+            warmupRepetitions: warmupRepetitions, repetitions: rounds,
+            configurations: reports, comparisons: comparisons,
+            minTimeNs: minTime, precision: precision, stop: stop)
+    }
+
+    /// Calibrates a workload sized by time, after its first warm-up repetition (which pays
+    /// the first faults of its buffers and is not timed for this): measures it (its timed
+    /// span, `WorkloadResult.timedNs`, else the whole measurement), grows its
+    /// total (`TimeSizing.nextTotal`) and measures again until two repetitions in a row last
+    /// `minTimeNs`. These measurements are warm-up: none is recorded.
+    static func calibrate(_ workload: Workload, minTimeNs: Int64, clock: @Sendable () -> Int64) throws -> Workload {
+        var w = workload
+        func timed() throws -> Int64 {
+            let start = clock()
+            let rep = try measure(w)
+            return rep.result.timedNs ?? (clock() - start)
+        }
+        var elapsed = try timed()
+        for _ in 0..<Self.maxCalibrationSteps {
+            guard let sizing = w.sizing else { break }
+            if let next = TimeSizing.nextTotal(total: sizing.total, elapsedNs: elapsed, minTimeNs: minTimeNs, granule: sizing.granule) {
+                w = try sizing.resized(next)
+                elapsed = try timed()
+                continue
+            }
+            // Long enough once: confirm it, since one repetition can be slowed several times
+            // over by the host; the faster of the two decides.
+            let again = try timed()
+            if again >= minTimeNs { break }
+            elapsed = again
+        }
+        return w
+    }
+
+    /// Each configuration's samples as the precision target judges them: all rounds, or those
+    /// whose probes show the usual placement (`ResultsSummary.offPlacementRounds`).
+    static func judged(_ collected: [[Repetition]], _ precision: PrecisionTarget) -> [[Double]] {
+        var off: Set<Int> = []
+        if precision.usualRoundsOnly {
+            let probes = collected.flatMap { reps in reps.enumerated().compactMap { k, r in r.probeNs.map { (round: k, ns: $0) } } }
+            off = ResultsSummary.offPlacementRounds(probes)
+        }
+        return collected.map { precision.judged($0.map(\.value), offRounds: off) }
     }
 
     /// One repetition. A verified run that delivered a wrong or missing byte is an error: its

@@ -101,6 +101,13 @@ public protocol WorkloadResult: Encodable, Sendable {
     var value: Double { get }
     /// Fills this result's columns of a results row.
     func record(into row: inout ResultsRow)
+    /// The timed span of the repetition, ns (a stream's first write to its last byte read),
+    /// for sizing repetitions by time; nil: the runner times the whole measurement.
+    var timedNs: Int64? { get }
+}
+
+extension WorkloadResult {
+    public var timedNs: Int64? { nil }
 }
 
 /// One thing to measure: a workload's configuration, ready to run, with the workload's
@@ -112,6 +119,9 @@ public struct Workload: Sendable {
     public let configuration: any Sendable
     let probeCPUs: (Int, Int)?
     let measure: @Sendable () throws -> any WorkloadResult
+    /// Set when the amount of work is the runner's to choose (`--total auto`): the runner
+    /// sizes each repetition by time in the warm-up (`Runner.minTimeNs`).
+    public internal(set) var sizing: TimeSizing? = nil
 
     public var metricName: String { metric.name }
     public var unit: String { metric.unit }
@@ -219,5 +229,50 @@ public struct WorkloadKind: RawRepresentable, CaseIterable, Sendable, Hashable, 
     public static func listed(quote: String = "") -> String {
         let items = registered.map { "\(quote)\($0.kind.rawValue)\(quote) (\($0.purpose))" }
         return items.count < 2 ? items.joined() : items.dropLast().joined(separator: ", ") + " or " + items.last!
+    }
+}
+
+/// A workload whose bytes per repetition (per stream) the runner chooses, so that a repetition
+/// lasts at least a set time: `--total auto` under `--min-time`.
+public struct TimeSizing: Sendable {
+    /// The bytes per stream the workload moves now.
+    public let total: Int
+    /// Totals are whole multiples of this (the write size).
+    public let granule: Int
+    let make: @Sendable (Int) throws -> Workload
+
+    public init(total: Int, granule: Int, make: @escaping @Sendable (Int) throws -> Workload) {
+        self.total = total
+        self.granule = max(1, granule)
+        self.make = make
+    }
+
+    /// The same workload moving `total` bytes per stream, still sized by time.
+    public func resized(_ total: Int) throws -> Workload {
+        var w = try make(total)
+        w.sizing = TimeSizing(total: total, granule: granule, make: make)
+        return w
+    }
+
+    /// The largest total calibration goes to (per stream): 64 GiB.
+    public static let maxTotal = 1 << 36
+    /// The most one calibration step multiplies the total by. A repetition of a few
+    /// milliseconds is dominated by its start (threads, pipes, first faults) and by any one
+    /// hiccup, so the rate it shows is re-measured at each step before it is trusted.
+    public static let maxGrowth = 16.0
+    /// Calibration aims this much above the minimum, so that repetitions slower than the
+    /// calibrating one still last the minimum.
+    public static let margin = 1.2
+
+    /// The total to measure next, having measured `elapsedNs` for `total`; nil when that
+    /// already lasts `minTimeNs` (or cannot grow). Grows by at least 1.25× a step, at most
+    /// `maxGrowth`, so calibration ends in a few steps.
+    public static func nextTotal(total: Int, elapsedNs: Int64, minTimeNs: Int64, granule: Int) -> Int? {
+        guard elapsedNs < minTimeNs, total < maxTotal else { return nil }
+        let wanted = Double(minTimeNs) * margin / Double(max(elapsedNs, 1))
+        let factor = min(maxGrowth, max(1.25, wanted))
+        let g = max(1, granule)
+        let grown = (Int((Double(total) * factor).rounded(.up)) + g - 1) / g * g
+        return min(maxTotal / g * g, max(grown, total + g))
     }
 }

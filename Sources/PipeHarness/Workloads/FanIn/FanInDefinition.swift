@@ -115,6 +115,7 @@ extension SweepPoint {
 
 extension FanInResult: WorkloadResult {
     public var value: Double { aggregateBytesPerSecond }
+    public var timedNs: Int64? { wallNs }
 
     public func record(into row: inout ResultsRow) {
         row.throughput(bytesPerSecond: aggregateBytesPerSecond, wallNs: wallNs, bytes: bytesReceived,

@@ -104,6 +104,7 @@ extension Repetition {
 
 extension KVAPressureResult: WorkloadResult {
     public var value: Double { bytesPerSecond }
+    public var timedNs: Int64? { stream?.wallNs }
 
     public func record(into row: inout ResultsRow) {
         stream?.record(into: &row)

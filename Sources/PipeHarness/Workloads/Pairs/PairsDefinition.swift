@@ -143,6 +143,7 @@ extension SweepPoint {
 
 extension PairsResult: WorkloadResult {
     public var value: Double { aggregateBytesPerSecond }
+    public var timedNs: Int64? { wallNs }
 
     public func record(into row: inout ResultsRow) {
         row.throughput(bytesPerSecond: aggregateBytesPerSecond, wallNs: wallNs, bytes: totalBytes,

@@ -47,6 +47,7 @@ extension StreamWorkload: WorkloadDefinition {
 
 extension StreamResult: WorkloadResult {
     public var value: Double { bytesPerSecond }
+    public var timedNs: Int64? { wallNs }
 
     /// Throws the first wrong byte, or a short stream.
     public func checkIntegrity() throws {
