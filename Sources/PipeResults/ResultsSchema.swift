@@ -134,7 +134,7 @@ public enum ResultsSchema {
         c("order", .integer, .run, "0-based position of this repetition in the run's interleaved sequence (A B C A B C …), for drift."),
         c("warmup_repetitions", .integer, .run, "Warm-up rounds run and discarded before the repetitions."),
         c("repetitions", .integer, .run, "Repetitions of each configuration in the run (with --precision: the rounds it took)."),
-        c("min_time_ns", .integer, .run, "stream, pairs, fanin, kva-pressure with --total auto: the time each repetition was sized to last at least (--min-time); total_B is then what the warm-up's calibration chose, and compare matches on this instead. Empty: the total was given, or --min-time 0."),
+        c("min_time_ns", .integer, .run, "stream, pairs, fanin, kva-pressure with --total auto: the time each repetition was sized to last at least (--min-time); total_B is then what calibration chose (in the warm-up, grown for later rounds when one came in shorter), and compare matches on this instead. Empty: the total was given, or --min-time 0."),
         c("precision_pct", .number, .run, "--precision: the run added rounds until every configuration's median interval was within ± this % of its median (or a limit stopped it). Empty: a fixed count."),
         c("precision_rounds", .text, .run, "--precision-rounds: `all` rounds judged, or only the `usual`-placement ones (the probe's rule)."),
         c("workload", .text, .parameter, "The workload, by the name `--workload` takes (`stream`, `pingpong`, …; `pipebench run --help` lists them all with what each measures)."),

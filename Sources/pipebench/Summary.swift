@@ -28,7 +28,7 @@ enum SummaryPrinter {
             let after = Double(t.value(r, "probe_after_ns")).map { String(format: "%.0f", $0) } ?? "?"
             out.append("\nRepetitions: \(t.value(r, "repetitions")) (+\(t.value(r, "warmup_repetitions")) warm-up), interleaved. Core-to-core probe (CPUs \(t.value(r, "probe_cpus").replacingOccurrences(of: ";", with: ","))): \(before) ns before, \(after) ns after.")
             if let minTime = Int64(t.value(r, "min_time_ns")) {
-                out.append("Repetitions sized to last at least \(DurationSpec.format(minTime)) (--total auto, calibrated in the warm-up); total_B holds each configuration's bytes.")
+                out.append("Repetitions sized to last at least \(DurationSpec.format(minTime)) (--total auto, calibrated in the warm-up); total_B holds each repetition's bytes.")
             }
             if let line = precisionLine(t, stop: stop) { out.append(line) }
             let placements = Set(t.rows.indices.map { i in

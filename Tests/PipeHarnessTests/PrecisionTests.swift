@@ -115,9 +115,12 @@ import PipeResults
         let calls = Atomic<Int>(0)
         let values: [Double]
         let bytesPerNs: Double
-        init(values: [Double] = [1], bytesPerNs: Double = 1) {
+        /// From this measurement on (0-based), the workload runs 4 times faster.
+        let speedUpAt: Int
+        init(values: [Double] = [1], bytesPerNs: Double = 1, speedUpAt: Int = .max) {
             self.values = values
             self.bytesPerNs = bytesPerNs
+            self.speedUpAt = speedUpAt
         }
 
         struct Result: WorkloadResult {
@@ -129,7 +132,7 @@ import PipeResults
         func workload(total: Int, sized: Bool) -> Workload {
             var w = Workload(kind: .stream, metric: .bytesPerSecond("throughput"), configuration: total, probeCPUs: nil) { [self] in
                 let n = calls.add(1, ordering: .relaxed).oldValue
-                let ns = Int64(Double(total) / bytesPerNs)
+                let ns = Int64(Double(total) / (bytesPerNs * (n >= speedUpAt ? 4 : 1)))
                 clock.add(ns, ordering: .relaxed)
                 return Result(value: values[n % values.count], timedNs: ns)
             }
@@ -168,7 +171,9 @@ import PipeResults
     @Test func autoSizedWorkloadsAreCalibratedInTheWarmUp() throws {
         let s = Synthetic()
         let report = try s.runner(repetitions: 3).run([RunConfiguration(name: "a", workload: s.workload(total: 16 << 20, sized: true))])
-        let total = try #require(report.configurations[0].sizedTotal)
+        let totals = Set(report.configurations[0].repetitions.map(\.sizedTotal))
+        #expect(totals.count == 1, "every repetition lasted the minimum: none grew")
+        let total = try #require(totals.first ?? nil)
         #expect(total == 120_000_000 / 4096 * 4096 + 4096)
         #expect(Int64(total) >= Runner.defaultMinTimeNs)
         #expect(report.minTimeNs == Runner.defaultMinTimeNs)
@@ -177,18 +182,32 @@ import PipeResults
 
         let fixed = Synthetic()
         let r2 = try fixed.runner(repetitions: 3).run([RunConfiguration(name: "a", workload: fixed.workload(total: 16 << 20, sized: false))])
-        #expect(r2.configurations[0].sizedTotal == nil && fixed.calls.load(ordering: .relaxed) == 4)
+        #expect(r2.configurations[0].repetitions.allSatisfy { $0.sizedTotal == nil } && fixed.calls.load(ordering: .relaxed) == 4)
 
         let off = Synthetic()
         var runner = off.runner(repetitions: 3, warmup: 0)
         runner.minTimeNs = 0
         let r3 = try runner.run([RunConfiguration(name: "a", workload: off.workload(total: 16 << 20, sized: true))])
-        #expect(r3.configurations[0].sizedTotal == nil && r3.minTimeNs == nil && off.calls.load(ordering: .relaxed) == 3)
+        #expect(r3.configurations[0].repetitions.allSatisfy { $0.sizedTotal == nil } && r3.minTimeNs == nil && off.calls.load(ordering: .relaxed) == 3)
 
         // With no warm-up, calibration still runs, in a round of its own that records nothing.
         let cold = Synthetic()
         let r4 = try cold.runner(repetitions: 2, warmup: 0).run([RunConfiguration(name: "a", workload: cold.workload(total: 16 << 20, sized: true))])
-        #expect(r4.configurations[0].sizedTotal == total && r4.configurations[0].repetitions.count == 2)
+        #expect(r4.configurations[0].repetitions.map(\.sizedTotal) == [total, total])
+    }
+
+    /// The host speeds up 4× after calibration (from the second round): that round lasts
+    /// 30 ms, under the minimum, so the next rounds move 4× as much (by the calibration rule,
+    /// in one step), and each row says how much it moved.
+    @Test func repetitionsThatGetTooShortGrowTheNextRounds() throws {
+        let s = Synthetic(speedUpAt: 5)   // warm-up, 3 calibration measurements, round 1
+        let report = try s.runner(repetitions: 4).run([RunConfiguration(name: "a", workload: s.workload(total: 16 << 20, sized: true))])
+        let totals = report.configurations[0].repetitions.compactMap(\.sizedTotal)
+        #expect(totals.count == 4 && totals[0] == totals[1] && totals[2] == totals[3])
+        let grown = try #require(TimeSizing.nextTotal(total: totals[1], elapsedNs: Int64(totals[1] / 4), minTimeNs: Runner.defaultMinTimeNs, granule: 4096))
+        #expect(totals[2] == grown && grown > 3 * totals[1])
+        #expect(report.configurations[0].repetitions.map { ($0.result as! Synthetic.Result).timedNs! >= Runner.defaultMinTimeNs }
+                == [true, false, true, true])
     }
 
     /// Values that spread for six rounds and then repeat one value: the median interval of

@@ -17,7 +17,7 @@ extension ResultsTable {
                 r.int("order", rep.order)
                 r.int("warmup_repetitions", report.warmupRepetitions)
                 r.int("repetitions", report.repetitions)
-                r.int("min_time_ns", config.sizedTotal == nil ? nil : report.minTimeNs)
+                r.int("min_time_ns", rep.sizedTotal == nil ? nil : report.minTimeNs)
                 r.number("precision_pct", report.precision.map { $0.fraction * 100 })
                 r.set("precision_rounds", report.precision.map { $0.usualRoundsOnly ? "usual" : "all" })
                 // parameters
@@ -26,7 +26,7 @@ extension ResultsTable {
                 if point.applies(.writeSize) {
                     r.int("write_size_B", point.writeSize)
                     if point.transport != .memcpy { r.int("read_size_B", point.effectiveReadSize) }
-                    r.int("total_B", config.sizedTotal ?? point.effectiveTotal)
+                    r.int("total_B", rep.sizedTotal ?? point.effectiveTotal)
                 }
                 point.definition.recordParameters(point, into: &r)
                 if point.applies(.kernelPipeSize) { r.int("kernel_pipe_size_asked_B", point.kernelPipeSize) }

@@ -21,6 +21,9 @@ public struct Repetition: Encodable, Sendable {
     /// The larger of the core-to-core round trips measured just before and just after this
     /// repetition, ns: above the run's usual value, the host moved the vCPUs during it.
     public var probeNs: Double? = nil
+    /// The bytes per stream it moved when the runner sized it by time (`--total auto` under
+    /// `Runner.minTimeNs`); nil when the workload's own size was used.
+    public var sizedTotal: Int? = nil
 
     public init(order: Int = 0, result: any WorkloadResult, probeNs: Double? = nil) {
         self.order = order
@@ -29,7 +32,7 @@ public struct Repetition: Encodable, Sendable {
         self.probeNs = probeNs
     }
 
-    enum CodingKeys: String, CodingKey { case order, value, result, probeNs }
+    enum CodingKeys: String, CodingKey { case order, value, result, probeNs, sizedTotal }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -37,6 +40,7 @@ public struct Repetition: Encodable, Sendable {
         try c.encode(value, forKey: .value)
         try result.encode(to: c.superEncoder(forKey: .result))
         try c.encodeIfPresent(probeNs, forKey: .probeNs)
+        try c.encodeIfPresent(sizedTotal, forKey: .sizedTotal)
     }
 }
 
@@ -47,9 +51,6 @@ public struct ConfigurationReport: Encodable, Sendable {
     public var higherIsBetter: Bool
     public var summary: SampleSummary
     public var repetitions: [Repetition]
-    /// The bytes per stream each repetition moved when the runner sized it by time (`--total
-    /// auto` under `minTimeNs`); nil when the workload's own size was used.
-    public var sizedTotal: Int? = nil
     /// Under a precision target: how far the median interval of the judged rounds reaches from
     /// the median, as a fraction of it (nil below six judged rounds).
     public var precisionReached: Double? = nil
@@ -85,7 +86,7 @@ public struct RunReport: Encodable, Sendable {
     public var repetitions: Int
     public var configurations: [ConfigurationReport]
     public var comparisons: [Comparison]
-    /// The time repetitions were sized to (for the configurations that were: `sizedTotal`).
+    /// The time repetitions were sized to (for those that were: `Repetition.sizedTotal`).
     public var minTimeNs: Int64? = nil
     public var precision: PrecisionTarget? = nil
     public var stop: RunStop = .fixedCount
@@ -224,6 +225,15 @@ public struct Runner: Sendable {
                 rep.probeNs = max(probeBefore, probeAfter)
                 probeBefore = probeAfter
                 order += 1
+                if let minTime, let sizing = workloads[i].sizing {
+                    rep.sizedTotal = sizing.total
+                    // Shorter than the minimum: the host sped up since calibration. Later
+                    // rounds of this configuration move more (never less).
+                    if let timed = rep.result.timedNs,
+                       let next = TimeSizing.nextTotal(total: sizing.total, elapsedNs: timed, minTimeNs: minTime, granule: sizing.granule) {
+                        workloads[i] = try sizing.resized(next)
+                    }
+                }
                 collected[i].append(rep)
             }
             rounds += 1
@@ -239,7 +249,6 @@ public struct Runner: Sendable {
                 repetitions: reps)
         }
         for i in reports.indices {
-            if minTime != nil { reports[i].sizedTotal = workloads[i].sizing?.total }
             if let precision, let judged { reports[i].precisionReached = precision.relativeHalfWidth(judged[i]) }
         }
         var comparisons: [Comparison] = []
