@@ -50,6 +50,9 @@ struct CompareCommand: PipeBenchCommand {
         guard let percent = Double(t), percent >= 0, percent.isFinite else {
             throw CLIError.usage("--threshold '\(threshold)': give a percentage, e.g. --threshold 5")
         }
+        for col in ignore where !ResultsSchema.parameterColumns.contains(col) {
+            throw CLIError.usage("--ignore \(col): not a parameter column; use one of: \(ResultsSchema.parameterColumns.joined(separator: ", "))")
+        }
         let a: ResultsTable, b: ResultsTable
         var ignoring = Set(ignore)
         if runA != nil || runB != nil {

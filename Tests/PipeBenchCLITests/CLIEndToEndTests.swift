@@ -87,6 +87,7 @@ func write(_ text: String, _ path: String) {
         (["compare", "--run", "mindirect=8K"], 64, "--run and --vs go together"),
         (["compare", "--run", "mindirect=8K,16K", "--vs", "mindirect=8K"], 64, "describes 2 configurations"),
         (["compare", "a.csv", "b.csv", "--threshold", "five"], 64, "give a percentage"),
+        (["compare", "a.csv", "b.csv", "--ignore", "colour"], 64, "--ignore colour: not a parameter column"),
         (["compare", "/nonexistent-a.csv", "/nonexistent-b.csv"], 65, "cannot read '/nonexistent-a.csv'"),
         (["export", "/nonexistent.csv"], 65, "cannot read"),
         (["explain", "/nonexistent.csv"], 65, "cannot read"),
