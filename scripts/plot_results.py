@@ -12,10 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-SCHEMA = "pipebench-csv/3"
-# Version 2 lacks the probes around each repetition, version 1 also the pairs, fanin and
-# kernel pipe size columns (read with .get, empty when absent).
-SCHEMAS = (SCHEMA, "pipebench-csv/2", "pipebench-csv/1")
+SCHEMA = "pipebench-csv/5"
+# Older versions lack later columns (read with .get, empty when absent): version 4 the
+# contend and jobserver columns, version 2 the probes, version 1 also the pairs, fanin and
+# kernel pipe size columns.
+SCHEMAS = tuple(f"pipebench-csv/{v}" for v in range(5, 0, -1))
 
 
 def fail(msg):
@@ -236,6 +237,35 @@ def fanin_chart(rows, out, stem):
                             "Fan-in: aggregate throughput per transport, mux and number of writers", "fanin-throughput")
 
 
+def contend_chart(rows, out, stem):
+    return concurrent_chart(rows, out, stem, "contend", "writers", ("readers", "write_size_B", "socket"),
+                            "writer threads on one pipe",
+                            "Contend: aggregate throughput per transport, readers and record size", "contend-throughput")
+
+
+def jobserver_chart(rows, out, stem):
+    """Token hand-offs per second per configuration, and the fairness beside it."""
+    js = [r for r in rows if r["workload"] == "jobserver"]
+    if not js:
+        return []
+    g = groups(js, lambda r: r["label"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(10, 2.6 * len(g)), 5.5))
+    for ax, col, scale, ylabel in ((ax1, "handoffs_per_s", 1000, "thousand token hand-offs per second"),
+                                   (ax2, "fairness_max_min", 1, "most tokens one worker took / fewest")):
+        stats = [med(v, col) or (0, 0, 0) for v in g.values()]
+        ax.bar(range(len(g)), [s[0] / scale for s in stats],
+               yerr=[[(s[0] - s[1]) / scale for s in stats], [(s[2] - s[0]) / scale for s in stats]], capsize=3)
+        ax.set_xticks(range(len(g)))
+        ax.set_xticklabels([f"{k}\nwork {int(v[0]['work_ns']) / 1000:g} µs" for k, v in g.items()], fontsize=7)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, axis="y", alpha=0.3)
+    ax1.set_title("Jobserver: token hand-offs (higher is better)")
+    ax2.set_title("Fairness (1 is even)")
+    footer(fig, rows)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return [save(fig, out, stem, "jobserver")]
+
+
 def latency_chart(rows, out, stem):
     pp = [r for r in rows if r["workload"] == "pingpong"]
     if not pp:
@@ -311,6 +341,7 @@ def main():
     stem = os.path.splitext(os.path.basename(path))[0]
     rows = load(path)
     made = (stream_charts(rows, out, stem) + pairs_chart(rows, out, stem) + fanin_chart(rows, out, stem)
+            + contend_chart(rows, out, stem) + jobserver_chart(rows, out, stem)
             + latency_chart(rows, out, stem) + kva_chart(rows, out, stem))
     for m in made:
         print(m)

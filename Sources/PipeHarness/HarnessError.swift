@@ -20,6 +20,8 @@ public enum HarnessError: Error, CustomStringConvertible, Sendable, Equatable {
     case pinning(cpu: Int, errno: Int32)
     /// A verified transfer delivered a wrong byte.
     case integrity(offset: Int, expected: UInt8, actual: UInt8)
+    /// A verified contend run found a record split, out of order, read twice or lost.
+    case records(String)
 
     public var description: String {
         switch self {
@@ -40,6 +42,8 @@ public enum HarnessError: Error, CustomStringConvertible, Sendable, Equatable {
             return "cannot pin thread to CPU \(cpu): \(HarnessError.errnoText(errno))"
         case let .integrity(offset, expected, actual):
             return "integrity check failed at byte \(offset): expected 0x\(String(expected, radix: 16)), got 0x\(String(actual, radix: 16))"
+        case let .records(what):
+            return "record check failed: \(what)"
         }
     }
 

@@ -17,15 +17,17 @@ public struct ResultsError: Error, CustomStringConvertible, Equatable, Sendable 
     public var description: String { message }
 }
 
-/// The columns of a pipebench results file, in their documented order. Version 4: version 3
+/// The columns of a pipebench results file, in their documented order. Version 5: version 4
+/// plus the contend and jobserver workloads' parameters and measurements (`addedInVersion5`);
+/// version 4: version 3
 /// plus the placement preset, the pages found off the node asked for, whether the machine was
 /// virtual or emulated, each side's scheduling and the engine's events, the time-sizing and precision target of the run (`addedInVersion4`); version 3: version 2
 /// plus the engine's copy strategy and the core-to-core probe of each repetition
 /// (`addedInVersion3`); version 2: version 1 plus the pairs and fanin columns and the kernel
-/// pipe size asked for (`addedInVersion2`). Files of versions 1 to 3 are still read, their
+/// pipe size asked for (`addedInVersion2`). Files of versions 1 to 4 are still read, their
 /// rows moved into this version's columns with the newer ones empty.
 public enum ResultsSchema {
-    public static let version = 4
+    public static let version = 5
     public static let csvVersion = csvSchema(version)
     public static let jsonVersion = jsonSchema(version)
     public static let csvVersion1 = csvSchema(1)
@@ -46,9 +48,15 @@ public enum ResultsSchema {
         "placement", "memory_pages_misplaced", "env_virtualization", "env_emulated",
         "min_time_ns", "precision_pct", "precision_rounds",
     ] + schedulingColumns.map(\.name) + PipeEvent.allCases.map(eventColumn))
+    /// The columns version 5 added.
+    public static let addedInVersion5: Set<String> = Set([
+        "readers", "socket", "thread_cpus", "workers", "tokens", "work_ns", "takes",
+        "records", "records_per_s", "atomic_limit_B", "record_check",
+        "handoffs_per_s", "fairness_max_min", "worker_takes_min", "worker_takes_max", "work_measured_ns",
+    ] + latencyFamilies.flatMap { latencyColumns($0.prefix, $0.what) }.map(\.name))
     /// Each version after the first and the columns it added.
     static let added: [(version: Int, columns: Set<String>)] = [
-        (2, addedInVersion2), (3, addedInVersion3), (4, addedInVersion4),
+        (2, addedInVersion2), (3, addedInVersion3), (4, addedInVersion4), (5, addedInVersion5),
     ]
 
     /// The columns of version `v` (1 through `version`), in order.
@@ -119,6 +127,19 @@ public enum ResultsSchema {
         c("\(side)_sys_ns", .integer, .scheduling, "System CPU time of the \(side): time in the host kernel (system calls, faults)."),
     ] }
 
+    /// The latency histograms recorded as `PREFIX_p50_ns` … `PREFIX_max_ns`.
+    static let latencyFamilies: [(prefix: String, what: String)] = [
+        ("enqueue", "contend: one record written (its write calls together), all writers"),
+        ("dequeue", "contend: one read call, all readers (it includes the wait for data)"),
+        ("token_wait", "jobserver: the wait for a token, from the read's call to its return, all workers"),
+    ]
+
+    /// One latency histogram's columns (HdrHistogram, 3 significant digits).
+    static func latencyColumns(_ prefix: String, _ what: String) -> [Column] {
+        [("p50", "median"), ("p90", "90th percentile"), ("p99", "99th percentile"), ("p999", "99.9th percentile"), ("max", "slowest")]
+            .map { suffix, which in c("\(prefix)_\(suffix)_ns", .integer, .metric, "\(what): \(which), ns.") }
+    }
+
     /// The column of one engine event: `ev_` and its name.
     public static func eventColumn(_ e: PipeEvent) -> String { "ev_\(e.name)" }
 
@@ -134,28 +155,35 @@ public enum ResultsSchema {
         c("order", .integer, .run, "0-based position of this repetition in the run's interleaved sequence (A B C A B C …), for drift."),
         c("warmup_repetitions", .integer, .run, "Warm-up rounds run and discarded before the repetitions."),
         c("repetitions", .integer, .run, "Repetitions of each configuration in the run (with --precision: the rounds it took)."),
-        c("min_time_ns", .integer, .run, "stream, pairs, fanin, kva-pressure with --total auto: the time each repetition was sized to last at least (--min-time); total_B is then what calibration chose (in the warm-up, grown for later rounds when one came in shorter), and compare matches on this instead. Empty: the total was given, or --min-time 0."),
+        c("min_time_ns", .integer, .run, "stream, pairs, fanin, contend, kva-pressure with --total auto: the time each repetition was sized to last at least (--min-time); total_B is then what calibration chose (in the warm-up, grown for later rounds when one came in shorter), and compare matches on this instead. Empty: the total was given, or --min-time 0."),
         c("precision_pct", .number, .run, "--precision: the run added rounds until every configuration's median interval was within ± this % of its median (or a limit stopped it). Empty: a fixed count."),
         c("precision_rounds", .text, .run, "--precision-rounds: `all` rounds judged, or only the `usual`-placement ones (the probe's rule)."),
         c("workload", .text, .parameter, "The workload, by the name `--workload` takes (`stream`, `pingpong`, …; `pipebench run --help` lists them all with what each measures)."),
         c("transport", .text, .parameter, "`engine`, `linux-pipe`, `linux-vmsplice`, `unix-socket`, `spsc-ring` or `memcpy`."),
-        c("write_size_B", .integer, .parameter, "stream, pairs, fanin: bytes per write call."),
-        c("read_size_B", .integer, .parameter, "stream, pairs, fanin: bytes asked for per read call."),
-        c("total_B", .integer, .parameter, "stream: bytes sent per repetition; pairs: per pair; fanin: per writer."),
+        c("write_size_B", .integer, .parameter, "stream, pairs, fanin: bytes per write call; contend: bytes per record (one record per write)."),
+        c("read_size_B", .integer, .parameter, "stream, pairs, fanin, contend: bytes asked for per read call."),
+        c("total_B", .integer, .parameter, "stream: bytes sent per repetition; pairs: per pair; fanin, contend: per writer (contend: rounded up to whole records)."),
         c("message_size_B", .integer, .parameter, "pingpong: bytes each way per round trip."),
         c("iterations", .integer, .parameter, "pingpong: round trips recorded per repetition."),
         c("warmup_iterations", .integer, .parameter, "pingpong: round trips run first and not recorded."),
         c("rate_per_s", .number, .parameter, "pingpong: fixed send rate (messages/s); empty for closed loop."),
         c("pairs", .integer, .parameter, "pairs: writer/reader pairs running at once (2K threads)."),
         c("pair_cpus", .text, .parameter, "pairs: `--pair-cpus` as given, WRITER:READER per pair (`0:1,1:0`) or `spread`; empty: every pair placed by writer_cpu/reader_cpu."),
-        c("writers", .integer, .parameter, "fanin: writer threads, each with a pipe of its own."),
+        c("writers", .integer, .parameter, "fanin: writer threads, each with a pipe of its own; contend: writer threads sharing the one pipe."),
         c("mux", .text, .parameter, "fanin: how the reader waits for ready pipes, `poll` or `kqueue`."),
+        c("readers", .integer, .parameter, "contend: reader threads sharing the one pipe."),
+        c("socket", .text, .parameter, "contend over unix-socket: `seqpacket` (SOCK_SEQPACKET, every record a message) or `stream` (SOCK_STREAM)."),
+        c("thread_cpus", .text, .parameter, "contend, jobserver: `--thread-cpus` as given, CPUs taken round-robin by the threads (writers first), or `spread`; empty: placed by writer_cpu/reader_cpu."),
+        c("workers", .integer, .parameter, "jobserver: worker threads sharing the token pipe."),
+        c("tokens", .integer, .parameter, "jobserver: one-byte tokens in the pipe."),
+        c("work_ns", .integer, .parameter, "jobserver: busy work per token taken (`--work`)."),
+        c("takes", .integer, .parameter, "jobserver: tokens taken per repetition, all workers together."),
         c("kernel_pipe_size_asked_B", .integer, .parameter, "linux-pipe, linux-vmsplice: capacity asked of every kernel pipe with F_SETPIPE_SZ (`--kernel-pipe-size`); empty: the kernel default. What was in force: `kernel_pipe_size_B`."),
         c("verify", .boolean, .parameter, "Payload checked byte for byte."),
     ] + EngineTunable.all.map(engineColumn) + [
         c("kva_tier_pct", .integer, .parameter, "kva-pressure: `pipekva` filled to this percentage of `maxpipekva` first."),
         c("placement", .text, .parameter, "`--placement` preset (same-core, cross-core, same-node, cross-node) the CPUs and nodes of this row came from; empty: placed by the explicit flags, or not at all."),
-        c("writer_cpu", .integer, .parameter, "CPU the writer (pingpong: client; pairs, fanin: every writer) was pinned to; empty = unpinned."),
+        c("writer_cpu", .integer, .parameter, "CPU the writer (pingpong: client; pairs, fanin, contend: every writer; jobserver: every worker) was pinned to; empty = unpinned."),
         c("reader_cpu", .integer, .parameter, "CPU the reader (pingpong: server; pairs: every reader) was pinned to; empty = unpinned."),
         c("writer_node", .integer, .parameter, "NUMA node asked for the writer."),
         c("reader_node", .integer, .parameter, "NUMA node asked for the reader."),
@@ -163,22 +191,33 @@ public enum ResultsSchema {
         c("metric", .text, .metric, "The number the runner summarises each repetition by: `throughput`, `p50 round trip` or `aggregate throughput` (pairs, fanin)."),
         c("value", .number, .metric, "That number, in `unit`."),
         c("unit", .text, .metric, "`B/s` or `ns`."),
-        c("throughput_GBps", .number, .metric, "stream: bytes received / wall time, in 10^9 bytes per second; pairs, fanin: all streams' bytes / wall time (aggregate)."),
-        c("wall_ns", .integer, .metric, "stream, pairs, fanin: first thread start to last thread end; pingpong: the recorded round trips."),
-        c("bytes_B", .integer, .metric, "stream: bytes the reader received; pairs, fanin: all readers, all pipes."),
-        c("writer_cpu_ns", .integer, .metric, "CPU time of the writer (pingpong: client) thread; pairs, fanin: all writer threads together."),
+        c("throughput_GBps", .number, .metric, "stream: bytes received / wall time, in 10^9 bytes per second; pairs, fanin, contend: all streams' bytes / wall time (aggregate)."),
+        c("wall_ns", .integer, .metric, "stream, pairs, fanin, contend, jobserver: first thread start to last thread end; pingpong: the recorded round trips."),
+        c("bytes_B", .integer, .metric, "stream: bytes the reader received; pairs, fanin, contend: all readers, all pipes."),
+        c("writer_cpu_ns", .integer, .metric, "CPU time of the writer (pingpong: client) thread; pairs, fanin, contend: all writer threads together; jobserver: all workers."),
         c("reader_cpu_ns", .integer, .metric, "CPU time of the reader (pingpong: server) thread, 0 for memcpy; pairs: all reader threads together."),
-        c("cpu_ns_per_B", .number, .metric, "stream, pairs, fanin: (writer + reader CPU time) / bytes."),
-        c("write_calls", .integer, .metric, "stream, pairs, fanin: write calls made (short writes count), all writers."),
-        c("read_calls", .integer, .metric, "stream, pairs, fanin: read calls that returned data, all readers."),
-        c("stream_min_GBps", .number, .metric, "pairs: slowest pair's throughput; fanin: slowest writer's (its bytes / time until the reader saw its end of file)."),
-        c("stream_max_GBps", .number, .metric, "pairs, fanin: the fastest pair's (writer's)."),
-        c("streams_GBps", .text, .metric, "pairs, fanin: every pair's (writer's) throughput, in order, `;`-separated."),
+        c("cpu_ns_per_B", .number, .metric, "stream, pairs, fanin, contend: (writer + reader CPU time) / bytes."),
+        c("write_calls", .integer, .metric, "stream, pairs, fanin, contend: write calls made (short writes count), all writers."),
+        c("read_calls", .integer, .metric, "stream, pairs, fanin, contend: read calls that returned data, all readers."),
+        c("stream_min_GBps", .number, .metric, "pairs: slowest pair's throughput; fanin: slowest writer's (its bytes / time until the reader saw its end of file); contend: slowest writer's (its bytes / time until its last write)."),
+        c("stream_max_GBps", .number, .metric, "pairs, fanin, contend: the fastest pair's (writer's)."),
+        c("streams_GBps", .text, .metric, "pairs, fanin, contend: every pair's (writer's) throughput, in order, `;`-separated."),
         c("mux_calls", .integer, .metric, "fanin: poll or kevent calls the reader made."),
         c("ready_events", .integer, .metric, "fanin: descriptors those calls reported ready, all calls together."),
         c("empty_reads", .integer, .metric, "fanin: reads that found a pipe empty (EAGAIN)."),
-        c("writer_cpus_seen", .text, .metric, "CPUs the writer ran on at start and end (`0;0`); pairs, fanin: two per writer, in order."),
-        c("reader_cpus_seen", .text, .metric, "CPUs the reader ran on at start and end (`-1` = no reader); pairs: two per reader, in order."),
+        c("records", .integer, .metric, "contend: records received, all readers (bytes_B / write_size_B)."),
+        c("records_per_s", .number, .metric, "contend: records received per second of wall time."),
+        c("atomic_limit_B", .integer, .metric, "contend: the largest write the transport keeps whole: PIPE_BUF (engine 512, Linux 4096); empty for a socket (SOCK_SEQPACKET keeps every message, SOCK_STREAM promises nothing)."),
+        c("record_check", .text, .metric, "contend --verify: `whole` (records within the atomic limit: each read whole, once, in every writer's order) or `bytes` (larger: loss and duplication only)."),
+    ] + latencyColumns("enqueue", latencyFamilies[0].what) + latencyColumns("dequeue", latencyFamilies[1].what) + [
+        c("handoffs_per_s", .number, .metric, "jobserver: tokens taken per second of wall time (the metric)."),
+        c("fairness_max_min", .number, .metric, "jobserver: the most tokens one worker took over the fewest (1 is even; empty when a worker took none)."),
+        c("worker_takes_min", .integer, .metric, "jobserver: the fewest tokens a worker took."),
+        c("worker_takes_max", .integer, .metric, "jobserver: the most tokens a worker took."),
+        c("work_measured_ns", .number, .metric, "jobserver: busy work actually done per take, mean (more than work_ns when a worker lost its CPU while working)."),
+    ] + latencyColumns("token_wait", latencyFamilies[2].what) + [
+        c("writer_cpus_seen", .text, .metric, "CPUs the writer ran on at start and end (`0;0`); pairs, fanin, contend: two per writer, in order; jobserver: two per worker."),
+        c("reader_cpus_seen", .text, .metric, "CPUs the reader ran on at start and end (`-1` = no reader); pairs, contend: two per reader, in order."),
         c("kernel_pipe_size_B", .integer, .metric, "stream, pairs (the first pair's): kernel pipe capacity in force (F_GETPIPE_SZ), linux-pipe and linux-vmsplice only."),
         c("integrity_ok", .boolean, .metric, "Verified runs: every byte arrived and matched; empty when not verified."),
         c("rtt_count", .integer, .metric, "pingpong: round trips in the histogram."),

@@ -12,11 +12,11 @@ struct ParameterOptions: ParsableArguments {
     var workload: [String] = []
     @Option(name: .customLong("transport"), help: ArgumentHelp("engine, linux-pipe, linux-vmsplice, unix-socket, spsc-ring, memcpy (comma list).", valueName: "list"))
     var transport: [String] = []
-    @Option(name: .customLong("write-size"), help: ArgumentHelp("stream, pairs, fanin: bytes per write (default 64K).", valueName: "size"))
+    @Option(name: .customLong("write-size"), help: ArgumentHelp("stream, pairs, fanin: bytes per write; contend: bytes per record (default 64K).", valueName: "size"))
     var writeSize: [String] = []
-    @Option(name: .customLong("read-size"), help: ArgumentHelp("stream, pairs, fanin: bytes per read (default: the write size).", valueName: "size"))
+    @Option(name: .customLong("read-size"), help: ArgumentHelp("stream, pairs, fanin, contend: bytes per read (default: the write size).", valueName: "size"))
     var readSize: [String] = []
-    @Option(name: .customLong("total"), help: ArgumentHelp("stream: bytes per repetition; pairs: per pair; fanin: per writer; or auto (from 2048 writes, 16M to 256M, split among pairs or writers, at least 1M each, grown in the warm-up until a repetition lasts --min-time).", valueName: "size"))
+    @Option(name: .customLong("total"), help: ArgumentHelp("stream: bytes per repetition; pairs: per pair; fanin, contend: per writer; or auto (from 2048 writes, 16M to 256M, split among pairs or writers, at least 1M each, grown in the warm-up until a repetition lasts --min-time).", valueName: "size"))
     var total: [String] = []
     @Option(name: .customLong("message-size"), help: ArgumentHelp("pingpong: bytes each way (default 1).", valueName: "size"))
     var messageSize: [String] = []
@@ -30,10 +30,24 @@ struct ParameterOptions: ParsableArguments {
     var pairs: [String] = []
     @Option(name: .customLong("pair-cpus"), help: ArgumentHelp("pairs: WRITER:READER CPUs per pair, comma-separated (0:1,1:0), one entry for every pair (0:1), or spread (round-robin over the usable CPUs). Repeat the flag to sweep layouts.", valueName: "layout"))
     var pairCPUs: [String] = []
-    @Option(name: .customLong("writers"), help: ArgumentHelp("fanin: writer threads, one pipe each, 1 to 512 (default 4).", valueName: "k"))
+    @Option(name: .customLong("writers"), help: ArgumentHelp("fanin: writer threads, one pipe each; contend: writer threads on the one pipe; 1 to 512 (default 4).", valueName: "k"))
     var writers: [String] = []
     @Option(name: .customLong("mux"), help: ArgumentHelp("fanin: how the reader waits: poll (engine or Linux poll) or kqueue (engine only). Default poll.", valueName: "poll|kqueue"))
     var mux: [String] = []
+    @Option(name: .customLong("readers"), help: ArgumentHelp("contend: reader threads on the one pipe, 1 to 512 (default 1).", valueName: "r"))
+    var readers: [String] = []
+    @Option(name: .customLong("socket"), help: ArgumentHelp("contend over unix-socket: seqpacket (every record a message, the default) or stream.", valueName: "seqpacket|stream"))
+    var socket: [String] = []
+    @Option(name: .customLong("thread-cpus"), help: ArgumentHelp("contend, jobserver: CPUs the threads take round-robin, writers first (0,1), or spread (over the usable CPUs); unset: writers on --writer-cpu, readers on --reader-cpu. Repeat the flag to sweep layouts.", valueName: "layout"))
+    var threadCPUs: [String] = []
+    @Option(name: .customLong("workers"), help: ArgumentHelp("jobserver: worker threads sharing the token pipe, 1 to 512 (default 8).", valueName: "n"))
+    var workers: [String] = []
+    @Option(name: .customLong("tokens"), help: ArgumentHelp("jobserver: one-byte tokens in the pipe, 1 to 256 (default 2).", valueName: "t"))
+    var tokens: [String] = []
+    @Option(name: .customLong("work"), help: ArgumentHelp("jobserver: busy work per token taken, a duration up to 1s (default 10us; 0: hand-offs alone).", valueName: "time"))
+    var work: [String] = []
+    @Option(name: .customLong("takes"), help: ArgumentHelp("jobserver: tokens taken per repetition, all workers together (default 20000).", valueName: "n"))
+    var takes: [String] = []
     @Option(name: .customLong("kernel-pipe-size"), help: ArgumentHelp("linux-pipe, linux-vmsplice: F_SETPIPE_SZ for every kernel pipe, a power of two of at least a page, at most /proc/sys/fs/pipe-max-size unless root (default: the kernel's, 64K).", valueName: "size"))
     var kernelPipeSize: [String] = []
     @OptionGroup(title: "Engine tunables") var engine: EngineParameterOptions
@@ -41,9 +55,9 @@ struct ParameterOptions: ParsableArguments {
     var kvaTier: [String] = []
     @Option(name: .customLong("placement"), help: ArgumentHelp("A placement preset: same-core, cross-core (two CPUs of one node), same-node (any CPUs of one node), cross-node (writer and its buffer on one node, reader and its buffer on the farthest other, the arena on the writer's). --writer-node and --reader-node choose its nodes; it cannot be combined with the CPU flags or --memory-node. Repeat or list to sweep.", valueName: "preset"))
     var placement: [String] = []
-    @Option(name: .customLong("writer-cpu"), help: ArgumentHelp("Pin the writer (pingpong: client; pairs, fanin: every writer) to this CPU.", valueName: "cpu"))
+    @Option(name: .customLong("writer-cpu"), help: ArgumentHelp("Pin the writer (pingpong: client; pairs, fanin, contend: every writer; jobserver: every worker) to this CPU.", valueName: "cpu"))
     var writerCPU: [String] = []
-    @Option(name: .customLong("reader-cpu"), help: ArgumentHelp("Pin the reader (pingpong: server; pairs: every reader) to this CPU.", valueName: "cpu"))
+    @Option(name: .customLong("reader-cpu"), help: ArgumentHelp("Pin the reader (pingpong: server; pairs, contend: every reader) to this CPU.", valueName: "cpu"))
     var readerCPU: [String] = []
     @Option(name: .customLong("writer-node"), help: ArgumentHelp("Run the writer on this NUMA node (numa_run_on_node).", valueName: "node"))
     var writerNode: [String] = []

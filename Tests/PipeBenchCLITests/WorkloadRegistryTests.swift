@@ -10,7 +10,7 @@ import Testing
 /// axes, the command-line help, the results schema, and a point that builds its workload.
 @Suite(.serialized) struct WorkloadRegistryTests {
     @Test func everyWorkloadIsKnownByItsName() {
-        #expect(WorkloadKind.registered.count == 5)
+        #expect(WorkloadKind.registered.count == 7)
         #expect(Set(WorkloadKind.allCases).count == WorkloadKind.registered.count)
         for w in WorkloadKind.registered {
             #expect(WorkloadKind(rawValue: w.kind.rawValue) == w.kind)
@@ -21,21 +21,28 @@ import Testing
         #expect(WorkloadKind(rawValue: "nap") == nil)
     }
 
-    @Test func everyParameterIsASweepAxisOfItsWorkloadAlone() {
-        let own = WorkloadKind.registered.flatMap { w in w.parameters.map { (w.kind, $0) } }
-        #expect(Set(own.map(\.1.name)).count == own.count, "a parameter name is declared twice")
-        for (kind, p) in own {
+    /// A parameter is declared once and may be listed by several workloads (contend counts
+    /// its writers with fanin's --writers): it is one sweep axis, and applies to exactly the
+    /// workloads that list it.
+    @Test func everyParameterIsASweepAxisOfTheWorkloadsThatListIt() {
+        let listed = WorkloadKind.registered.flatMap { w in w.parameters.map { (w.kind, $0) } }
+        for (kind, p) in listed {
             #expect(SweepAxis(rawValue: p.name) == .parameter(p), "\(p.name)")
-            #expect(SweepAxis.allCases.contains(.parameter(p)))
-            #expect(p.owner == kind)
+            #expect(SweepAxis.allCases.filter { $0 == .parameter(p) }.count == 1, "\(p.name) is one axis")
+            #expect(p.users.contains(kind))
+            #expect(p.owner == p.users[0])
             var point = SweepPoint()
-            point.workload = kind
-            #expect(point.applies(.parameter(p)))
-            for other in WorkloadKind.allCases where other != kind {
+            for other in WorkloadKind.allCases {
                 point.workload = other
-                #expect(!point.applies(.parameter(p)), "\(p.name) applies to \(other)")
+                #expect(point.applies(.parameter(p)) == p.users.contains(other), "\(p.name) and \(other)")
             }
         }
+        // One declaration per name: the same kind and default wherever it is listed.
+        for (_, group) in Dictionary(grouping: listed.map(\.1), by: \.name) {
+            #expect(Set(group.map { "\($0.kind)|\($0.defaultValue ?? "")|\($0.group)" }).count == 1)
+        }
+        #expect(FanInWorkload.writers.users == [.fanin, .contend])
+        #expect(ContendWorkload.threadCPUs.users == [.contend, .jobserver])
         // No workload parameter shadows a common axis or an engine tunable.
         #expect(Set(SweepAxis.allCases.map(\.rawValue)).count == SweepAxis.allCases.count)
     }
@@ -47,7 +54,7 @@ import Testing
             // The --workload help names every workload with its purpose (the help wraps lines).
             let words = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
             #expect(words.contains(WorkloadKind.listed()), "\(command) --help lacks the workloads")
-            for p in WorkloadKind.registered.flatMap({ $0.parameters }) {
+            for p in WorkloadKind.allParameters {
                 #expect(help.stdout.contains("--\(p.name) <"), "\(command) --help lacks --\(p.name)")
             }
         }
@@ -64,7 +71,9 @@ import Testing
             w.recordParameters(point, into: &row)
             let filled = ResultsSchema.columns.filter { $0.name != "schema" && !row.isEmpty($0.name) }
             #expect(filled.allSatisfy { $0.group == .parameter }, "\(w.kind): \(filled.map(\.name))")
-            #expect(w.parameters.filter { $0.defaultValue != nil }.count <= filled.count, "\(w.kind)")
+            // The socket type is recorded for unix-socket points only (the default point is the engine's).
+            let recorded = w.parameters.filter { $0.defaultValue != nil && $0 != ContendWorkload.socket }
+            #expect(recorded.count <= filled.count, "\(w.kind)")
             let built = try point.makeWorkload()
             #expect(built.kind == w.kind && built.metric == w.metric)
         }

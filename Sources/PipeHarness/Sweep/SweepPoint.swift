@@ -27,7 +27,7 @@ public enum SweepAxis: Hashable, Sendable, CaseIterable, RawRepresentable, Custo
     /// workloads' own parameters (in registry order) after the sizes, those of the
     /// `[engine]` table after the engine's tunables.
     public static let allCases: [SweepAxis] = {
-        let own = WorkloadKind.registered.flatMap { $0.parameters }
+        let own = WorkloadKind.allParameters
         return [.workload, .transport, .writeSize, .readSize, .total]
             + own.filter { $0.group != "engine" }.map(SweepAxis.parameter)
             + [.kernelPipeSize, .verify]
@@ -325,8 +325,8 @@ public struct SweepPoint: Sendable, Hashable {
         } catch {
             throw SweepError("invalid engine configuration: \(error.message)\(Self.flagHint(error.message))")
         }
-        for p in WorkloadKind.registered.flatMap({ $0.parameters }) where p.owner != workload && own[p.name] != nil && p.refusedElsewhere {
-            throw SweepError("\(p.flag) applies to --workload \(p.owner) (got \(workload)); add --workload \(p.owner) or leave out \(p.flag)")
+        for p in WorkloadKind.allParameters where !definition.parameters.contains(p) && own[p.name] != nil && p.refusedElsewhere {
+            throw SweepError("\(p.flag) applies to --workload \(p.usersListed) (got \(workload)); add --workload \(p.owner) or leave out \(p.flag)")
         }
         if let preset = placementPreset {
             let given = [(SweepAxis.writerCPU, writerCPU), (.readerCPU, readerCPU), (.memoryNode, memoryNode)].filter { $0.1 != nil }
@@ -481,7 +481,7 @@ extension SweepPoint {
     /// Whether a parameter means anything for this point's workload and transport.
     public func applies(_ axis: SweepAxis) -> Bool {
         switch axis {
-        case .parameter(let p): return p.owner == workload
+        case .parameter(let p): return definition.parameters.contains(p)
         case .engine: return transport == .engine
         case .writeSize, .readSize, .total: return definition.usesStreamSizes
         case .kernelPipeSize: return Self.kernelPipeTransports.contains(transport)

@@ -2,17 +2,21 @@
 import Glibc
 #endif
 
-/// socketpair(AF_UNIX, SOCK_STREAM), used in one direction: the writer writes to one socket,
-/// the reader reads from its peer. Closing the writer's socket gives the reader end of file.
+/// socketpair(AF_UNIX, SOCK_STREAM) (or `SOCK_SEQPACKET`), used in one direction: the writer
+/// writes to one socket, the reader reads from its peer. Closing the writer's socket gives the
+/// reader end of file.
 public final class UnixSocketChannel: ByteChannel {
     private(set) var writeFD: Int32
     private(set) var readFD: Int32
+    public let type: UnixSocketType
 
-    public init() throws {
+    public init(type: UnixSocketType = .stream) throws {
+        self.type = type
         var fds: [Int32] = [-1, -1]
-        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        let r = fds.withUnsafeMutableBufferPointer { socketpair(AF_UNIX, type, 0, $0.baseAddress!) }
-        if r != 0 { throw HarnessError.system(call: "socketpair", errno: errno, context: "AF_UNIX SOCK_STREAM") }
+        let r = fds.withUnsafeMutableBufferPointer {
+            socketpair(AF_UNIX, type.socketType | Int32(SOCK_CLOEXEC.rawValue), 0, $0.baseAddress!)
+        }
+        if r != 0 { throw HarnessError.system(call: "socketpair", errno: errno, context: "AF_UNIX \(type.constantName)") }
         writeFD = fds[0]
         readFD = fds[1]
     }

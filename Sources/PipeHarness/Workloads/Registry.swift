@@ -7,5 +7,7 @@ extension WorkloadKind {
         PairsWorkload.self,
         FanInWorkload.self,
         KVAPressureWorkload.self,
+        ContendWorkload.self,
+        JobserverWorkload.self,
     ]
 }

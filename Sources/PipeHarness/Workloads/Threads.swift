@@ -134,6 +134,8 @@ final class SharedCounter: @unchecked Sendable {
     func load() -> Int { Int(pb_acquire_load_i64(word)) }
     func store(_ value: Int) { pb_release_store_i64(word, Int64(value)) }
     func add(_ delta: Int) { _ = pb_fetch_add_i64(word, Int64(delta)) }
+    /// Adds `delta` and returns the value it made: one thread sees each value.
+    func addAndFetch(_ delta: Int) -> Int { Int(pb_fetch_add_i64(word, Int64(delta))) + delta }
 }
 
 /// One step of a spin-wait: `pause` for a while, then yield the CPU so that a peer pinned to

@@ -171,10 +171,17 @@ public struct WorkloadParameter: Sendable, Hashable, CustomStringConvertible {
     public static func == (a: Self, b: Self) -> Bool { a.name == b.name }
     public func hash(into h: inout Hasher) { h.combine(name) }
 
-    /// The workload that declares it.
-    public var owner: WorkloadKind {
-        WorkloadKind.allCases.first { $0.definition.parameters.contains(self) }!
+    /// The workloads that list it, in registry order: the one whose folder declares it, and
+    /// any other that shares it (contend counts its writer threads with fanin's `--writers`).
+    public var users: [WorkloadKind] {
+        WorkloadKind.allCases.filter { $0.definition.parameters.contains(self) }
     }
+
+    /// The first workload that lists it.
+    public var owner: WorkloadKind { users.first! }
+
+    /// "--workload fanin or contend": the workloads it applies to, for messages.
+    public var usersListed: String { users.map(\.rawValue).joined(separator: " or ") }
 
     // Checks shared by the declarations.
 
@@ -216,6 +223,12 @@ public struct WorkloadKind: RawRepresentable, CaseIterable, Sendable, Hashable, 
     }
 
     public static var allCases: [WorkloadKind] { registered.map { $0.kind } }
+
+    /// Every workload parameter once, in registry order (a shared one where it is first listed).
+    public static var allParameters: [WorkloadParameter] {
+        var seen = Set<String>()
+        return registered.flatMap { $0.parameters }.filter { seen.insert($0.name).inserted }
+    }
 
     /// The definition of a registered workload.
     public var definition: any WorkloadDefinition.Type {
