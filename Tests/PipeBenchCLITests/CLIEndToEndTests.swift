@@ -426,6 +426,48 @@ func write(_ text: String, _ path: String) {
         }
     }
 
+    /// contend and jobserver from the command line: the rows hold their parameters, the
+    /// conserved counts and both ends' percentiles; a read that cannot hold a message is
+    /// refused before anything runs.
+    @Test func contendAndJobserverRunAndFillTheirColumns() throws {
+        let dir = makeTempDir()
+        let c = try pipebench(["run", "--workload", "contend", "--writers", "3", "--readers", "2", "--transport", "engine,linux-pipe,unix-socket",
+                               "--write-size", "256", "--total", "64K", "--thread-cpus", "0", "--verify", "--repetitions", "2", "--warmup", "0",
+                               "--csv", "contend.csv", "--progress", "none"], in: dir)
+        #expect(c.status == 0, "\(c.stderr)")
+        #expect(c.stdout.contains("Contend: W writers and R readers on one pipe"), "\(c.stdout)")
+        let ct = try ResultsTable.read(path: dir + "/contend.csv")
+        #expect(ct.rows.count == 6)
+        for i in ct.rows.indices {
+            #expect(ct.value(i, "workload") == "contend" && ct.value(i, "writers") == "3" && ct.value(i, "readers") == "2")
+            #expect(ct.value(i, "bytes_B") == "\(3 * 65536)" && ct.value(i, "records") == "\(3 * 256)")
+            #expect(ct.value(i, "integrity_ok") == "true" && ct.value(i, "record_check") == "whole")
+            #expect(ct.value(i, "thread_cpus") == "0" && ct.value(i, "writer_cpus_seen") == "0;0;0;0;0;0")
+            #expect(ct.value(i, "socket") == (ct.value(i, "transport") == "unix-socket" ? "seqpacket" : ""))
+            #expect(Int(ct.value(i, "enqueue_p50_ns"))! <= Int(ct.value(i, "enqueue_p99_ns"))!)
+            #expect(!ct.value(i, "dequeue_max_ns").isEmpty && ct.value(i, "token_wait_p50_ns").isEmpty)
+        }
+        let atomic = Dictionary(ct.rows.indices.map { (ct.value($0, "transport"), ct.value($0, "atomic_limit_B")) }, uniquingKeysWith: { a, _ in a })
+        #expect(atomic["engine"] == "512" && atomic["linux-pipe"] == "4096" && atomic["unix-socket"] == "")
+        let j = try pipebench(["run", "--workload", "jobserver", "--workers", "4", "--tokens", "2", "--work", "1us", "--takes", "2000",
+                               "--transport", "engine,linux-pipe", "--verify", "--repetitions", "2", "--warmup", "0",
+                               "--csv", "jobserver.csv", "--progress", "none"], in: dir)
+        #expect(j.status == 0, "\(j.stderr)")
+        let jt = try ResultsTable.read(path: dir + "/jobserver.csv")
+        #expect(jt.rows.count == 4)
+        for i in jt.rows.indices {
+            #expect(jt.value(i, "workers") == "4" && jt.value(i, "tokens") == "2" && jt.value(i, "work_ns") == "1000" && jt.value(i, "takes") == "2000")
+            #expect(jt.value(i, "integrity_ok") == "true" && Double(jt.value(i, "handoffs_per_s"))! > 0)
+            #expect(Int(jt.value(i, "worker_takes_min"))! <= Int(jt.value(i, "worker_takes_max"))!)
+            #expect(Double(jt.value(i, "work_measured_ns"))! >= 1000)
+        }
+        let bad = try pipebench(["run", "--workload", "contend", "--transport", "unix-socket", "--write-size", "1K", "--read-size", "512"], in: dir)
+        #expect(bad.status == 64, "\(bad.stderr)")
+        #expect(bad.stderr.contains("SOCK_SEQPACKET"))
+        let wrong = try pipebench(["run", "--workload", "jobserver", "--transport", "unix-socket"], in: dir)
+        #expect(wrong.status == 64 && wrong.stderr.contains("jobserver runs over"), "\(wrong.stderr)")
+    }
+
     /// --placement is an axis: each preset's rows name it and hold the CPUs and nodes it chose;
     /// with every buffer bound to a node, no page is off it. A preset this machine cannot give
     /// (cross-node on one node) is refused naming what exists.
