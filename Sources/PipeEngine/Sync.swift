@@ -97,21 +97,13 @@ enum WaitMessage: Int, CaseIterable {
 final class WaitChannel: Kickable, @unchecked Sendable {
     /// [0]: the futex word (bumped by wake-ups and kicks), [1]: threads parked in the futex,
     /// [2 + wmesg]: the adaptive spin estimate in ns of each kind of wait, [kickIndex]: the
-    /// kicks so far, [spinnersIndex]: threads spinning now. Kept on one cache line of their own.
+    /// kicks so far. Kept on one cache line of their own.
     private let words: UnsafeMutablePointer<UInt32>
     private static let kickIndex = 2 + WaitMessage.allCases.count
-    private static let spinnersIndex = kickIndex + 1
-
-    /// At most this many threads spin on one channel at once; the others park at once. A
-    /// spinner waits for a thread that must run to end its wait, so spinners beyond the CPUs
-    /// but one take the CPU from it: with 8 jobserver workers on 2 CPUs, six spinning waiters
-    /// stretched the token holders' 10 µs of work to 18 µs. One pair never has more than one
-    /// spinner on a channel, so this changes nothing for it.
-    static let spinnerLimit = UInt32(max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)) - 1))
 
     init() {
         words = allocateCacheLine(of: UInt32.self)
-        assert(Self.spinnersIndex < 16, "the channel's words fill one cache line")
+        assert(Self.kickIndex < 16, "the channel's words fill one cache line")
     }
 
     /// What a sleeper saw before it dropped the mutex.
@@ -164,12 +156,9 @@ final class WaitChannel: Kickable, @unchecked Sendable {
         mutex.unlock()
         var woken = false
         if strategy.maxSpinNanoseconds > 0 {
-            if pb_fetch_add_u32(words + Self.spinnersIndex, 1) < Self.spinnerLimit {
-                woken = spin(observed: observed, thread: thread, interruptible: interruptible,
-                             estimateAt: words + 2 + wmesg.rawValue,
-                             maxNanoseconds: strategy.maxSpinNanoseconds)
-            }
-            _ = pb_fetch_sub_u32(words + Self.spinnersIndex, 1)
+            woken = spin(observed: observed, thread: thread, interruptible: interruptible,
+                         estimateAt: words + 2 + wmesg.rawValue,
+                         maxNanoseconds: strategy.maxSpinNanoseconds)
         }
         if !woken {
             _ = pb_fetch_add_u32(words + 1, 1)

@@ -13,6 +13,10 @@ public enum ResultsSummary {
         Metric(column: "cpu_ns_per_B", title: "CPU ns/B", higherIsBetter: false, digits: 3),
         Metric(column: "p50_ns", title: "p50 ns", higherIsBetter: false, digits: 0),
         Metric(column: "p99_ns", title: "p99 ns", higherIsBetter: false, digits: 0),
+        Metric(column: "enqueue_p99_ns", title: "enqueue p99 ns", higherIsBetter: false, digits: 0),
+        Metric(column: "handoffs_per_s", title: "hand-offs/s", higherIsBetter: true, digits: 0),
+        Metric(column: "token_wait_p99_ns", title: "token wait p99 ns", higherIsBetter: false, digits: 0),
+        Metric(column: "fairness_max_min", title: "takes max/min", higherIsBetter: false, digits: 2),
     ]
 
     /// The repetitions of one configuration.
