@@ -46,19 +46,12 @@ extension ContendWorkload: WorkloadDefinition {
             throw SweepError("--workload contend runs over --transport \(ContendConfig.transports.map(\.rawValue).joined(separator: ", ")) (got \(point.transport.rawValue))")
         }
         try ThreadCPUs.validate(point)
-        let record = point.writeSize, read = point.effectiveReadSize
-        let type = point.socketType
-        if point.transport == .unixSocket && type == .seqpacket && read < record {
-            throw SweepError("--read-size \(SizeSpec.format(read)) is less than a record (--write-size \(SizeSpec.format(record))): a SOCK_SEQPACKET read discards the rest of a message")
-        }
-        if point.verify {
-            guard record >= ContendRecords.headerSize else {
-                throw SweepError("--verify numbers each record in a \(ContendRecords.headerSize)-byte header: give --write-size \(ContendRecords.headerSize) or more (got \(record))")
-            }
-            let limit = ContendConfig.atomicWriteLimit(point.transport, socket: type)
-            if let limit, record <= limit, !(point.transport == .unixSocket && type == .seqpacket), read % record != 0 {
-                throw SweepError("--verify reads whole records: --read-size \(SizeSpec.format(read)) must be a multiple of the record (--write-size \(SizeSpec.format(record)))")
-            }
+        let socket = point.socketType
+        if let problem = ContendConfig.recordProblem(
+            recordSize: point.writeSize, readSize: point.effectiveReadSize, verify: point.verify,
+            atomicWriteLimit: ContendConfig.atomicWriteLimit(point.transport, socket: socket),
+            keepsMessageBoundaries: point.transport == .unixSocket && socket == .seqpacket) {
+            throw SweepError("--write-size \(SizeSpec.format(point.writeSize)), --read-size \(SizeSpec.format(point.effectiveReadSize)): \(problem)")
         }
     }
 

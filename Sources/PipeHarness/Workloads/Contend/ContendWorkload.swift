@@ -87,20 +87,35 @@ public struct ContendConfig: Sendable {
         guard recordSize > 0 else { throw HarnessError.invalidArgument("contend record size must be positive, got \(recordSize)") }
         guard recordsPerWriter > 0 else { throw HarnessError.invalidArgument("contend records per writer must be positive, got \(recordsPerWriter)") }
         guard readSize > 0 else { throw HarnessError.invalidArgument("contend read size must be positive, got \(readSize)") }
-        if verify && recordSize < ContendRecords.headerSize {
-            throw HarnessError.invalidArgument("contend --verify numbers each record in a \(ContendRecords.headerSize)-byte header: records of at least \(ContendRecords.headerSize) bytes (got \(recordSize))")
+    }
+
+    /// What `channel` promises, against the record and read sizes (`recordProblem`).
+    func check(_ channel: SharedChannel) throws {
+        if let problem = Self.recordProblem(recordSize: recordSize, readSize: readSize, verify: verify,
+                                            atomicWriteLimit: channel.atomicWriteLimit,
+                                            keepsMessageBoundaries: channel.keepsMessageBoundaries) {
+            throw HarnessError.invalidArgument(problem)
         }
     }
 
-    /// What `channel` promises, against the record and read sizes.
-    func check(_ channel: SharedChannel) throws {
-        if channel.keepsMessageBoundaries && readSize < recordSize {
-            throw HarnessError.invalidArgument("a \(readSize)-byte read of a \(recordSize)-byte message would discard the rest of it: read at least a record")
+    /// Why records of `recordSize` read `readSize` at a time cannot be measured (or checked)
+    /// over a transport with this promise, or nil: the rules, once, for the harness and the
+    /// command line. A read of a message-keeping socket discards what it leaves of a message;
+    /// `--verify` numbers each record in a header, and checks records within the atomic limit
+    /// one by one, so a read must then hold whole records.
+    static func recordProblem(recordSize: Int, readSize: Int, verify: Bool,
+                              atomicWriteLimit: Int?, keepsMessageBoundaries: Bool) -> String? {
+        if keepsMessageBoundaries && readSize < recordSize {
+            return "a \(readSize)-byte read of a \(recordSize)-byte record would discard the rest of it (a SOCK_SEQPACKET read takes one message): read at least a record"
         }
-        if verify, let limit = channel.atomicWriteLimit, recordSize <= limit,
-           !channel.keepsMessageBoundaries, readSize % recordSize != 0 {
-            throw HarnessError.invalidArgument("contend --verify reads whole records of \(recordSize) bytes: the read size \(readSize) must be a multiple of it")
+        guard verify else { return nil }
+        if recordSize < ContendRecords.headerSize {
+            return "contend --verify numbers each record in a \(ContendRecords.headerSize)-byte header: records of at least \(ContendRecords.headerSize) bytes (got \(recordSize))"
         }
+        if let limit = atomicWriteLimit, recordSize <= limit, !keepsMessageBoundaries, readSize % recordSize != 0 {
+            return "contend --verify reads whole records of \(recordSize) bytes: the read size \(readSize) must be a multiple of it"
+        }
+        return nil
     }
 }
 
