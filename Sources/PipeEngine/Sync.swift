@@ -9,9 +9,10 @@ import Glibc
 // FidelityAndDifferences (Sources/PipeEngine/PipeEngine.docc/FidelityAndDifferences.md).
 //
 // How they work: WaitChannel.sleep drops the mutex, optionally spins on the channel's futex
-// word (for a budget learned per wmesg), then parks on it with a futex, and retakes the
-// mutex. wakeup / wakeupOne bump the word and make a FUTEX_WAKE only when someone is parked
-// (spinners see the bump themselves). EngineThread.interrupt marks the target thread and
+// word (for a budget learned per wmesg, and not for long waits while the machine's CPUs are
+// all taken: RunQueueSignal), then parks on it with a futex, and retakes the mutex. wakeup /
+// wakeupOne bump the word and make a FUTEX_WAKE only when someone is parked (spinners see the
+// bump themselves). EngineThread.interrupt marks the target thread and
 // kicks the channel it sleeps on: a kick bumps the word too, but counts itself apart first,
 // so a sleeper tells a wake-up (the word moved more than the kicks) from a kick: only the
 // marked thread ends its sleep (sleepq_abort); the others wake from the futex, find no
@@ -77,6 +78,68 @@ public struct WaitStrategy: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         maxSpinNanoseconds == 0 ? "park" : "spin:\(maxSpinNanoseconds)ns"
     }
+}
+
+/// How long one wait spins before it parks.
+enum SpinBudget {
+    /// The longest spin while the machine is oversubscribed: a wait expected to take longer
+    /// parks at once. Spinning then takes the CPU from a thread that has work (perhaps the one
+    /// waited for); parking costs the waiter a futex wait and a wake-up, a few µs of CPU here,
+    /// so only a wait shorter than that is worth spinning for.
+    static let oversubscribedNanoseconds = 5_000
+
+    /// Twice the recent successful wait, at least 2 µs, at most `maxNanoseconds` (glibc's
+    /// adaptive mutex idea); while oversubscribed, 0 (park at once) when that is more than
+    /// `oversubscribedNanoseconds`.
+    static func nanoseconds(estimate: Int, maxNanoseconds: Int, oversubscribed: Bool) -> Int {
+        let budget = min(maxNanoseconds, max(2_000, 2 * estimate))
+        return oversubscribed && budget > oversubscribedNanoseconds ? 0 : budget
+    }
+}
+
+/// Whether every CPU of the machine has a runnable thread that is not spinning in the engine:
+/// then a spinner can only run by taking a CPU from a thread with work to do — the jobserver's
+/// token holders, busy outside the engine, which a count of the engine's own sleepers cannot
+/// see. The signal is the kernel's count of runnable threads (`/proc/loadavg`), sampled at most
+/// once a millisecond by whichever sleeper finds the sample stale, less the threads spinning
+/// in the engine at that moment and the sampler itself. Process-wide, as the run queues are.
+enum RunQueueSignal {
+    /// How old a sample may be before the next sleeper takes another, in ns.
+    static let sampleIntervalNanoseconds: Int64 = 1_000_000
+    /// The machine's online CPUs: the run queues that /proc/loadavg counts over.
+    static let cpus = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+
+    /// [0]: when the last sample was taken (ns, monotonic), [1]: 1 when it found the machine
+    /// oversubscribed. Read by every sleeper, written once a millisecond.
+    nonisolated(unsafe) private static let sample = allocateCacheLine(of: Int64.self)
+    /// Threads spinning in `WaitChannel.sleep` now; apart from `sample`, which spinners only read.
+    nonisolated(unsafe) private static let spinners = allocateCacheLine(of: Int64.self)
+
+    /// Whether the latest sample found the machine oversubscribed, taking a new one first when
+    /// it is older than `sampleIntervalNanoseconds` and no other sleeper is taking it.
+    static func isOversubscribed(now: Int64) -> Bool {
+        var last = pb_load_relaxed_i64(sample)
+        if now - last >= sampleIntervalNanoseconds && pb_cas_i64(sample, &last, now),
+           let found = sampleNow() {
+            pb_store_i64(sample + 1, found ? 1 : 0)
+        }
+        return pb_load_relaxed_i64(sample + 1) != 0
+    }
+
+    /// What the run queues say now (nil when /proc/loadavg cannot be read: never oversubscribed).
+    static func sampleNow() -> Bool? {
+        let runnable = Int(pb_runnable_threads())
+        guard runnable >= 0 else { return nil }
+        return oversubscribed(runnable: runnable, spinning: Int(pb_load_i64(spinners)), cpus: cpus)
+    }
+
+    /// The rule: the runnable threads, less those spinning in the engine and the sampler
+    /// (about to wait, not to work), fill every CPU.
+    static func oversubscribed(runnable: Int, spinning: Int, cpus: Int) -> Bool {
+        runnable - spinning - 1 >= cpus
+    }
+
+    @inline(__always) static func spinning(_ delta: Int64) { _ = pb_fetch_add_i64(spinners, delta) }
 }
 
 /// Something a sleeping thread waits on, which an interruption can wake.
@@ -156,9 +219,19 @@ final class WaitChannel: Kickable, @unchecked Sendable {
         mutex.unlock()
         var woken = false
         if strategy.maxSpinNanoseconds > 0 {
-            woken = spin(observed: observed, thread: thread, interruptible: interruptible,
-                         estimateAt: words + 2 + wmesg.rawValue,
-                         maxNanoseconds: strategy.maxSpinNanoseconds)
+            let estimateWord = words + 2 + wmesg.rawValue
+            let start = pb_monotonic_ns()
+            let estimate = Int(pb_load_relaxed_u32(estimateWord))
+            let budget = SpinBudget.nanoseconds(
+                estimate: estimate, maxNanoseconds: strategy.maxSpinNanoseconds,
+                oversubscribed: RunQueueSignal.isOversubscribed(now: start))
+            if budget > 0 {
+                RunQueueSignal.spinning(1)
+                woken = spin(observed: observed, thread: thread, interruptible: interruptible,
+                             estimateAt: estimateWord, estimate: estimate, budget: budget,
+                             start: start, maxNanoseconds: strategy.maxSpinNanoseconds)
+                RunQueueSignal.spinning(-1)
+            }
         }
         if !woken {
             _ = pb_fetch_add_u32(words + 1, 1)
@@ -177,15 +250,12 @@ final class WaitChannel: Kickable, @unchecked Sendable {
         return nil
     }
 
-    /// Spins until a wake-up since `observed`, for an adaptive budget: twice the recent
-    /// successful wait, at least 2 µs, at most `maxNanoseconds` (glibc's adaptive mutex idea).
-    /// Returns true when the channel was woken (or an interruption arrived) while spinning.
+    /// Spins until a wake-up since `observed`, for `budget` ns (``SpinBudget``), and moves the
+    /// wait's estimate toward what it measured. Returns true when the channel was woken (or an
+    /// interruption arrived) while spinning.
     private func spin(observed: Observation, thread: EngineThread, interruptible: Bool,
-                      estimateAt estimateWord: UnsafeMutablePointer<UInt32>,
-                      maxNanoseconds: Int) -> Bool {
-        let estimate = Int(pb_load_relaxed_u32(estimateWord))
-        let budget = min(maxNanoseconds, max(2_000, 2 * estimate))
-        let start = pb_monotonic_ns()
+                      estimateAt estimateWord: UnsafeMutablePointer<UInt32>, estimate: Int,
+                      budget: Int, start: Int64, maxNanoseconds: Int) -> Bool {
         var spins = 0
         while true {
             // (The cheap test first; only a moved word needs telling a wake-up from a kick.)

@@ -1,3 +1,4 @@
+import CPipeSys
 import Foundation
 import Glibc
 import Testing
@@ -43,5 +44,54 @@ struct WaitChannelTests {
         #expect(pipe.chan.spinEstimateNanoseconds(.pipewr) > 0)
         #expect(pipe.chan.spinEstimateNanoseconds(.piperd) == readWait)
         #expect(try sys.read(r, count: 200) == [UInt8](repeating: 2, count: 100))
+    }
+}
+
+@Suite("msleep: no long spins while every CPU has a thread with work")
+struct OversubscribedSpinTests {
+    /// Short waits spin as before; a wait expected to outlast a park and wake-up parks at once
+    /// while the machine is oversubscribed, and spins up to the strategy's maximum otherwise.
+    @Test func longWaitsParkAtOnceOnlyWhenOversubscribed() {
+        let max = WaitStrategy.spin.maxSpinNanoseconds
+        #expect(SpinBudget.nanoseconds(estimate: 0, maxNanoseconds: max, oversubscribed: false) == 2_000)
+        #expect(SpinBudget.nanoseconds(estimate: 0, maxNanoseconds: max, oversubscribed: true) == 2_000)
+        #expect(SpinBudget.nanoseconds(estimate: 2_500, maxNanoseconds: max, oversubscribed: true) == 5_000)
+        #expect(SpinBudget.nanoseconds(estimate: 2_501, maxNanoseconds: max, oversubscribed: true) == 0)
+        #expect(SpinBudget.nanoseconds(estimate: 30_000, maxNanoseconds: max, oversubscribed: false) == max)
+        #expect(SpinBudget.nanoseconds(estimate: 30_000, maxNanoseconds: max, oversubscribed: true) == 0)
+        #expect(SpinBudget.nanoseconds(estimate: 30_000, maxNanoseconds: 1_000, oversubscribed: false) == 1_000)
+    }
+
+    /// The sampler is about to wait and the spinners wait already: only the other runnable
+    /// threads count against the CPUs.
+    @Test func theRuleCountsOnlyThreadsWithWork() {
+        // One pair on two CPUs: the other end running, the sampler about to wait.
+        #expect(!RunQueueSignal.oversubscribed(runnable: 2, spinning: 0, cpus: 2))
+        // The jobserver: two token holders working, five waiters spinning, the sampler.
+        #expect(RunQueueSignal.oversubscribed(runnable: 8, spinning: 5, cpus: 2))
+        // Many threads, but most of them spinning in the engine: a CPU is free of work.
+        #expect(!RunQueueSignal.oversubscribed(runnable: 8, spinning: 6, cpus: 2))
+        #expect(RunQueueSignal.oversubscribed(runnable: 17, spinning: 0, cpus: 16))
+    }
+
+    /// The kernel's count, read for real: the caller is runnable, and busy threads beyond the
+    /// CPUs make the sample find the machine oversubscribed.
+    @Test func busyThreadsBeyondTheCPUsAreSeen() {
+        #expect(pb_runnable_threads() >= 1)
+        let busy = RunQueueSignal.cpus + 1
+        // An atomic word, not a lock: a thread blocked on a lock would not be runnable.
+        nonisolated(unsafe) let stop = allocateCacheLine(of: UInt32.self)
+        defer { UnsafeMutableRawPointer(stop).deallocate() }
+        let started = DispatchSemaphore(value: 0)
+        let threads = (0..<busy).map { _ in
+            TestThread {
+                started.signal()
+                while pb_load_relaxed_u32(stop) == 0 { pb_cpu_relax() }
+            }
+        }
+        for _ in 0..<busy { started.wait() }
+        #expect(RunQueueSignal.sampleNow() == true)
+        pb_store_u32(stop, 1)
+        for t in threads { #expect(t.join()) }
     }
 }

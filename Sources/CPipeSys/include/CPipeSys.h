@@ -186,6 +186,9 @@ int64_t pb_thread_cpu_ns(void);
 int64_t pb_monotonic_ns(void);
 /// CLOCK_REALTIME_COARSE (getnanotime's cheap clock).
 void pb_coarse_realtime(struct timespec *ts);
+/// The threads runnable on the machine now, the calling one included (the running count of
+/// /proc/loadavg: on a CPU or waiting in a run queue), or -1 when it cannot be read.
+int pb_runnable_threads(void);
 
 // MARK: kernel pipes (Linux)
 
