@@ -12,11 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-SCHEMA = "pipebench-csv/5"
+SCHEMA = "pipebench-csv/6"
 # Older versions lack later columns (read with .get, empty when absent): version 4 the
 # contend and jobserver columns, version 2 the probes, version 1 also the pairs, fanin and
 # kernel pipe size columns.
-SCHEMAS = tuple(f"pipebench-csv/{v}" for v in range(5, 0, -1))
+SCHEMAS = tuple(f"pipebench-csv/{v}" for v in range(6, 0, -1))
 
 
 def fail(msg):

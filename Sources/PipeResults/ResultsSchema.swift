@@ -17,17 +17,19 @@ public struct ResultsError: Error, CustomStringConvertible, Equatable, Sendable 
     public var description: String { message }
 }
 
-/// The columns of a pipebench results file, in their documented order. Version 5: version 4
+/// The columns of a pipebench results file, in their documented order. Version 6: version 5
+/// plus the replay workload's trace, timing and what the replay moved (`addedInVersion6`);
+/// version 5: version 4
 /// plus the contend and jobserver workloads' parameters and measurements (`addedInVersion5`);
 /// version 4: version 3
 /// plus the placement preset, the pages found off the node asked for, whether the machine was
 /// virtual or emulated, each side's scheduling and the engine's events, the time-sizing and precision target of the run (`addedInVersion4`); version 3: version 2
 /// plus the engine's copy strategy and the core-to-core probe of each repetition
 /// (`addedInVersion3`); version 2: version 1 plus the pairs and fanin columns and the kernel
-/// pipe size asked for (`addedInVersion2`). Files of versions 1 to 4 are still read, their
+/// pipe size asked for (`addedInVersion2`). Files of versions 1 to 5 are still read, their
 /// rows moved into this version's columns with the newer ones empty.
 public enum ResultsSchema {
-    public static let version = 5
+    public static let version = 6
     public static let csvVersion = csvSchema(version)
     public static let jsonVersion = jsonSchema(version)
     public static let csvVersion1 = csvSchema(1)
@@ -54,9 +56,14 @@ public enum ResultsSchema {
         "records", "records_per_s", "atomic_limit_B", "record_check",
         "handoffs_per_s", "fairness_max_min", "worker_takes_min", "worker_takes_max", "work_measured_ns",
     ] + latencyFamilies.flatMap { latencyColumns($0.prefix, $0.what) }.map(\.name))
+    /// The columns version 6 added.
+    public static let addedInVersion6: Set<String> = [
+        "trace", "timing", "trace_pipes", "trace_calls", "replay_writers", "replay_readers",
+        "recorded_B", "recorded_span_ns", "epipe_writes",
+    ]
     /// Each version after the first and the columns it added.
     static let added: [(version: Int, columns: Set<String>)] = [
-        (2, addedInVersion2), (3, addedInVersion3), (4, addedInVersion4), (5, addedInVersion5),
+        (2, addedInVersion2), (3, addedInVersion3), (4, addedInVersion4), (5, addedInVersion5), (6, addedInVersion6),
     ]
 
     /// The columns of version `v` (1 through `version`), in order.
@@ -178,6 +185,8 @@ public enum ResultsSchema {
         c("tokens", .integer, .parameter, "jobserver: one-byte tokens in the pipe."),
         c("work_ns", .integer, .parameter, "jobserver: busy work per token taken (`--work`)."),
         c("takes", .integer, .parameter, "jobserver: tokens taken per repetition, all workers together."),
+        c("trace", .text, .parameter, "replay: the trace file replayed (`--trace`, as given; `pipebench trace` records one)."),
+        c("timing", .text, .parameter, "replay: `asap` (each thread's next call as soon as the last returns) or `recorded` (after each call's recorded gap, spent busy)."),
         c("kernel_pipe_size_asked_B", .integer, .parameter, "linux-pipe, linux-vmsplice: capacity asked of every kernel pipe with F_SETPIPE_SZ (`--kernel-pipe-size`); empty: the kernel default. What was in force: `kernel_pipe_size_B`."),
         c("verify", .boolean, .parameter, "Payload checked byte for byte."),
     ] + EngineTunable.all.map(engineColumn) + [
@@ -216,6 +225,14 @@ public enum ResultsSchema {
         c("worker_takes_max", .integer, .metric, "jobserver: the most tokens a worker took."),
         c("work_measured_ns", .number, .metric, "jobserver: busy work actually done per take, mean (more than work_ns when a worker lost its CPU while working)."),
     ] + latencyColumns("token_wait", latencyFamilies[2].what) + [
+        c("trace_pipes", .integer, .metric, "replay: pipes in the trace, each replayed over a channel of its own, all at once."),
+        c("trace_calls", .integer, .metric, "replay: pipe calls in the recording (write_calls and read_calls count the replay's)."),
+        c("replay_writers", .integer, .metric, "replay: writing threads, one per process and pipe that wrote in the recording."),
+        c("replay_readers", .integer, .metric, "replay: reading threads, one per process and pipe that read."),
+        c("recorded_B", .integer, .metric, "replay: bytes the recording's reads returned, all pipes (bytes_B is the replay's: equal unless something went wrong)."),
+        c("recorded_span_ns", .integer, .metric, "replay: the recording's time on its pipes, its first call's start to its last call's end (strace's cost included); against wall_ns with timing recorded: how much of the pipeline's time the pipe decides."),
+        c("epipe_writes", .integer, .metric, "replay: writes that ended with EPIPE because every reader had gone (as `yes | head` ends), recorded or not."),
+
         c("writer_cpus_seen", .text, .metric, "CPUs the writer ran on at start and end (`0;0`); pairs, fanin, contend: two per writer, in order; jobserver: two per worker."),
         c("reader_cpus_seen", .text, .metric, "CPUs the reader ran on at start and end (`-1` = no reader); pairs, contend: two per reader, in order."),
         c("kernel_pipe_size_B", .integer, .metric, "stream, pairs (the first pair's): kernel pipe capacity in force (F_GETPIPE_SZ), linux-pipe and linux-vmsplice only."),

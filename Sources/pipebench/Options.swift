@@ -48,6 +48,10 @@ struct ParameterOptions: ParsableArguments {
     var work: [String] = []
     @Option(name: .customLong("takes"), help: ArgumentHelp("jobserver: tokens taken per repetition, all workers together (default 20000).", valueName: "n"))
     var takes: [String] = []
+    @Option(name: .customLong("trace"), help: ArgumentHelp("replay: the trace file to replay (pipebench trace --out FILE -- COMMAND records one); implies --workload replay.", valueName: "file"))
+    var trace: [String] = []
+    @Option(name: .customLong("timing"), help: ArgumentHelp("replay: asap (no gaps: what the pipe costs) or recorded (each call after its recorded gap, spent busy). Default asap.", valueName: "asap|recorded"))
+    var timing: [String] = []
     @Option(name: .customLong("kernel-pipe-size"), help: ArgumentHelp("linux-pipe, linux-vmsplice: F_SETPIPE_SZ for every kernel pipe, a power of two of at least a page, at most /proc/sys/fs/pipe-max-size unless root (default: the kernel's, 64K).", valueName: "size"))
     var kernelPipeSize: [String] = []
     @OptionGroup(title: "Engine tunables") var engine: EngineParameterOptions

@@ -20,6 +20,8 @@ struct CLIError: Error, CustomStringConvertible {
     static func output(_ m: String) -> CLIError { CLIError(message: m, code: 73) }
     /// The measurement itself failed.
     static func failure(_ m: String) -> CLIError { CLIError(message: m, code: 1) }
+    /// EX_UNAVAILABLE: a tool pipebench needs (strace, ptrace) is missing here.
+    static func unavailable(_ m: String) -> CLIError { CLIError(message: m, code: 69) }
 
     init(message: String, code: Int32) {
         self.message = message
@@ -33,6 +35,8 @@ struct CLIError: Error, CustomStringConvertible {
         case let e as SweepError: self = .usage(e.message)
         case let e as ResultsError: self = e.kind == .input ? .data(e.message) : .output(e.message)
         case let e as HarnessError: self = .failure("measurement failed: \(e.description)")
+        case let e as TraceError: self = .data(e.description)
+        case let e as TraceRecorder.Unavailable: self = .unavailable(e.message)
         default: self = .failure("\(error)")
         }
     }
@@ -70,10 +74,11 @@ struct PipeBench: ParsableCommand {
         Shell completions: pipebench --generate-completion-script bash|zsh|fish
         Exit status: 0 success; 2 compare found a regression; 4 compare found only \
         improvements; 64 bad flags or values; 65 a bad input file; 73 an output that cannot \
-        be written; 1 a measurement that failed.
+        be written; 69 a tool it needs (strace, ptrace) unavailable; 1 a measurement that failed.
         """,
         version: pipeBenchVersion,
-        subcommands: [RunCommand.self, SweepCommand.self, CompareCommand.self, ExportCommand.self,
+        subcommands: [RunCommand.self, SweepCommand.self, TraceCommand.self, ReplayCommand.self,
+                      CompareCommand.self, ExportCommand.self,
                       ExplainCommand.self, TopologyCommand.self, SysctlCommand.self, ColumnsCommand.self]
     )
 }

@@ -103,7 +103,7 @@ func table(_ configs: [(String, String, [Double])], runID: String = "r1") -> Res
         #expect(ResultsSchema.column("kernel_pipe_size_asked_B")?.group == .parameter)
         #expect(ResultsSchema.column("kernel_pipe_size_B")?.group == .metric)
         // ... and each version's columns are exactly those later versions did not add.
-        let added = [ResultsSchema.addedInVersion2, ResultsSchema.addedInVersion3, ResultsSchema.addedInVersion4, ResultsSchema.addedInVersion5]
+        let added = [ResultsSchema.addedInVersion2, ResultsSchema.addedInVersion3, ResultsSchema.addedInVersion4, ResultsSchema.addedInVersion5, ResultsSchema.addedInVersion6]
         #expect(ResultsSchema.version1ColumnNames.count + added.reduce(0) { $0 + $1.count } == names.count)
         for v in 2...ResultsSchema.version {
             #expect(ResultsSchema.columnNames(ofVersion: v).count + added[(v - 1)...].reduce(0) { $0 + $1.count } == names.count, "version \(v)")

@@ -10,7 +10,7 @@ import Testing
 /// axes, the command-line help, the results schema, and a point that builds its workload.
 @Suite(.serialized) struct WorkloadRegistryTests {
     @Test func everyWorkloadIsKnownByItsName() {
-        #expect(WorkloadKind.registered.count == 7)
+        #expect(WorkloadKind.registered.count == 8)
         #expect(Set(WorkloadKind.allCases).count == WorkloadKind.registered.count)
         for w in WorkloadKind.registered {
             #expect(WorkloadKind(rawValue: w.kind.rawValue) == w.kind)
@@ -66,6 +66,8 @@ import Testing
         for w in WorkloadKind.registered {
             var point = SweepPoint()
             point.workload = w.kind
+            // A replay needs a trace: one pipe, one write, one read.
+            if w.kind == .replay { point[ReplayWorkload.trace] = try minimalTraceFile() }
             point = point.normalized()
             var row = ResultsRow()
             w.recordParameters(point, into: &row)
@@ -78,4 +80,18 @@ import Testing
             #expect(built.kind == w.kind && built.metric == w.metric)
         }
     }
+}
+
+/// A trace file of one pipe with one 100-byte write and its read, in a fresh directory.
+func minimalTraceFile() throws -> String {
+    let header = PipeTrace.Header(
+        command: ["true"], recorded: "2026-12-04T00:00:00Z", exitStatus: 0, tracer: "strace", tools: [],
+        machine: PipeTrace.Machine(hostname: "h", kernel: "k", arch: "x86_64", cpuModel: nil, onlineCPUs: 1), pipebench: "test")
+    let trace = PipeTrace(header: header, pipes: [PipeTrace.Pipe(id: 0, inode: 1, creator: 1, createdNs: 0)], calls: [
+        PipeTrace.Call(pipe: 0, pid: 2, end: .write, call: "write", asked: 100, returned: 100, startNs: 0, durationNs: 1, gapNs: nil),
+        PipeTrace.Call(pipe: 0, pid: 3, end: .read, call: "read", asked: 4096, returned: 100, startNs: 1, durationNs: 1, gapNs: nil),
+    ])
+    let path = makeTempDir() + "/minimal.ndjson"
+    try trace.write(to: path)
+    return path
 }

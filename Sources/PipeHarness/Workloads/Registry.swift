@@ -9,5 +9,6 @@ extension WorkloadKind {
         KVAPressureWorkload.self,
         ContendWorkload.self,
         JobserverWorkload.self,
+        ReplayWorkload.self,
     ]
 }

@@ -70,6 +70,19 @@ extension WorkloadDefinition {
     public static func placements(_ point: SweepPoint) -> [Placement] { [point.placement] }
     public static func recordParameters(_ point: SweepPoint, into row: inout ResultsRow) {}
 
+    /// For `prepare`: a flag of this workload's own (`--kva-tier`, `--trace`) given alone
+    /// means this workload; beside other workloads, this one must be among them.
+    static func implied(by axis: SweepAxis, _ sweep: SweepSpecification, base: inout SweepPoint) throws {
+        guard sweep.values(of: axis) != nil else { return }
+        if let workloads = sweep.values(of: .workload) {
+            guard workloads.contains(kind.rawValue) else {
+                throw SweepError("\(axis.flag) applies to --workload \(kind.rawValue); add it to --workload or leave out \(axis.flag)")
+            }
+        } else {
+            base.workload = kind
+        }
+    }
+
     /// The type-erased workload that runs `configuration`.
     public static func workload(_ configuration: Configuration) -> Workload {
         Workload(kind: kind, metric: metric, configuration: configuration,

@@ -37,14 +37,7 @@ extension KVAPressureWorkload: WorkloadDefinition {
 
     /// `--kva-tier` alone means this workload; beside other workloads, it must be among them.
     public static func prepare(_ sweep: SweepSpecification, base: inout SweepPoint) throws {
-        guard sweep.values(of: .kvaTier) != nil else { return }
-        if let workloads = sweep.values(of: .workload) {
-            guard workloads.contains(kind.rawValue) else {
-                throw SweepError("--kva-tier applies to --workload kva-pressure; add it to --workload or leave out --kva-tier")
-            }
-        } else {
-            base.workload = kind
-        }
+        try implied(by: .kvaTier, sweep, base: &base)
     }
 
     public static func validate(_ point: SweepPoint) throws {
