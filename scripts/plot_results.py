@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 SCHEMA = "pipebench-csv/6"
-# Older versions lack later columns (read with .get, empty when absent): version 4 the
-# contend and jobserver columns, version 2 the probes, version 1 also the pairs, fanin and
-# kernel pipe size columns.
+# Older versions lack later columns (read with .get, empty when absent): version 5 the
+# replay columns, version 4 also the contend and jobserver columns, version 2 the probes,
+# version 1 also the pairs, fanin and kernel pipe size columns.
 SCHEMAS = tuple(f"pipebench-csv/{v}" for v in range(6, 0, -1))
 
 
@@ -266,6 +266,38 @@ def jobserver_chart(rows, out, stem):
     return [save(fig, out, stem, "jobserver")]
 
 
+def replay_chart(rows, out, stem):
+    """Replayed traces: throughput per configuration, and the replay's wall time against the
+    recording's own time on its pipes (with recorded timing: how much of it the pipe decides)."""
+    rp = [r for r in rows if r["workload"] == "replay"]
+    if not rp:
+        return []
+    g = groups(rp, lambda r: r["label"])
+    traces = sorted({os.path.basename(r["trace"]) for r in rp})
+    names = [k.replace("replay ", "").replace(f"trace={v[0]['trace']}", "").strip().replace(" ", "\n")
+             + ("" if len(traces) == 1 else f"\n{os.path.basename(v[0]['trace'])}") for k, v in g.items()]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(11, 2.4 * len(g)), 5.5))
+    for ax, col, scale, ylabel in ((ax1, "throughput_GBps", 1, "GB/s (log scale)"),
+                                   (ax2, "wall_ns", 1e6, "replay wall time, ms (log scale)")):
+        stats = [med(v, col) or (0, 0, 0) for v in g.values()]
+        ax.bar(range(len(g)), [s[0] / scale for s in stats],
+               yerr=[[(s[0] - s[1]) / scale for s in stats], [(s[2] - s[0]) / scale for s in stats]], capsize=3)
+        ax.set_xticks(range(len(g)))
+        ax.set_xticklabels(names, fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, axis="y", alpha=0.3)
+    spans = [med(v, "recorded_span_ns") for v in g.values()]
+    ax2.scatter(range(len(g)), [s[0] / 1e6 for s in spans], marker="_", s=400, color="red",
+                label="the recording's time on its pipes (strace included)")
+    ax2.legend(fontsize=8)
+    ax1.set_title(f"Replay of {', '.join(traces)}: throughput (higher is better)")
+    ax2.set_title("Replay wall time against the recording")
+    footer(fig, rows)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return [save(fig, out, stem, "replay")]
+
+
 def latency_chart(rows, out, stem):
     pp = [r for r in rows if r["workload"] == "pingpong"]
     if not pp:
@@ -341,7 +373,7 @@ def main():
     stem = os.path.splitext(os.path.basename(path))[0]
     rows = load(path)
     made = (stream_charts(rows, out, stem) + pairs_chart(rows, out, stem) + fanin_chart(rows, out, stem)
-            + contend_chart(rows, out, stem) + jobserver_chart(rows, out, stem)
+            + contend_chart(rows, out, stem) + jobserver_chart(rows, out, stem) + replay_chart(rows, out, stem)
             + latency_chart(rows, out, stem) + kva_chart(rows, out, stem))
     for m in made:
         print(m)
