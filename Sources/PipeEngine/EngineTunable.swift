@@ -104,10 +104,10 @@ public struct EngineTunable: Sendable, Hashable, CustomStringConvertible {
             read: { $0.maxpipekva }, write: { $0.maxpipekva = $1 }, current: { $0.maxpipekva }, store: nil),
         EngineTunable(
             flag: "hold", label: "hold", sysctl: "engine.hold", access: .tunable,
-            sysctlDescription: "Direct-write page hold: 0 none, 1 populate, 2 mlock",
-            column: "hold", columnDescription: "engine: direct-write page hold, `none`, `populate` or `mlock`.",
+            sysctlDescription: "Direct-write page hold: 0 none, 1 populate, 2 mlock, 3 probe",
+            column: "hold", columnDescription: "engine: direct-write page hold, `none`, `populate`, `mlock` or `probe`.",
             validationName: nil,
-            help: "engine: direct-write page hold: none, populate, mlock.", valueName: "strategy",
+            help: "engine: direct-write page hold: none, populate, mlock, probe.", valueName: "strategy",
             kind: .choice(HoldStrategy.allCases.map(\.rawValue)),
             read: { HoldStrategy.allCases.firstIndex(of: $0.hold)! },
             write: { $0.hold = HoldStrategy.allCases[$1] },

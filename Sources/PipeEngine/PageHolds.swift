@@ -25,13 +25,13 @@ extension PipeKernel {
         switch hold {
         case .none:
             break
-        case .populate, .mlock:
+        case .populate, .mlock, .probe:
             let validatedAhead = ahead == range
             ahead = nil
             if validatedAhead {
                 holdsAhead.add(1)  // validated while the reader copied the previous chunk
                 PipeEvent.holdAhead.count()
-            } else if !populate(pages, end - start) {
+            } else if !validate(pages, end - start) {
                 return nil
             }
             if hold == .mlock {
@@ -46,8 +46,10 @@ extension PipeKernel {
         return (pages, npages, locked)
     }
 
-    /// The fault-in and check of a hold: false when the range cannot be read.
-    func populate(_ pages: UnsafeRawPointer, _ length: Int) -> Bool {
+    /// The check of a hold (and, for `populate`, the fault-in): false when the range cannot
+    /// be read.
+    func validate(_ pages: UnsafeRawPointer, _ length: Int) -> Bool {
+        if hold == .probe { return pb_guard_probe(pages, length) == 0 }
         if populateSupported {
             return pb_madvise(UnsafeMutableRawPointer(mutating: pages), length,
                               Int32(PB_MADV_POPULATE_READ)) == 0
@@ -86,7 +88,7 @@ extension PipeKernel {
               let base = uio.uio_iov.pointee.iov_base,
               let range = page_range(base, direct_chunk_size(wpipe, uio)) else { return false }
         wpipe.PIPE_UNLOCK()
-        let readable = populate(UnsafeRawPointer(bitPattern: range.lowerBound)!, range.count)
+        let readable = validate(UnsafeRawPointer(bitPattern: range.lowerBound)!, range.count)
         wpipe.PIPE_LOCK()
         ahead = readable ? range : nil
         return true

@@ -18,6 +18,11 @@ public enum HoldStrategy: String, Sendable, CaseIterable, CustomStringConvertibl
     /// Linux mlock does not nest: the munlock after the write also undoes an mlock the caller
     /// had on those pages.
     case mlock
+    /// Read one byte of every page under a fault guard (`pb_guard_probe`: a recovery point
+    /// and a SIGSEGV/SIGBUS handler, as the kernel's `copyin` has `pcb_onfault`): an unmapped
+    /// or `PROT_NONE` page fails the write with EFAULT, as `populate` does, without a system
+    /// call. Not pinned, as `populate` is not.
+    case probe
     public var description: String { rawValue }
 }
 

@@ -95,8 +95,13 @@ struct DirectPathTests {
         #expect(sys.heldPages == 0)
     }
 
-    @Test func unreadableBufferIsEFAULTWithNothingTransferred() throws {
-        let sys = try quietSystem()
+    /// Every hold that validates (the system call of `populate`, the fault-guarded probe of
+    /// `probe`) refuses an unreadable buffer the same way.
+    @Test(arguments: [HoldStrategy.populate, .probe])
+    func unreadableBufferIsEFAULTWithNothingTransferred(_ hold: HoldStrategy) throws {
+        var config = PipeConfiguration()
+        config.hold = hold
+        let sys = try quietSystem(config)
         let (r, w) = try sys.pipe2()
         let length = 65536
         let region = mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
@@ -116,7 +121,7 @@ struct DirectPathTests {
     /// copies the one before (`hold_ahead_before_sleep` in PageHolds.swift): all chunks but
     /// the first are held ahead; with `hold = none` there is nothing to validate.
     @Test func eachNextChunkIsHeldAhead() throws {
-        for hold in [HoldStrategy.populate, .mlock, .none] {
+        for hold in [HoldStrategy.populate, .mlock, .probe, .none] {
             var config = PipeConfiguration()
             config.hold = hold
             let sys = try quietSystem(config)
@@ -165,8 +170,11 @@ struct DirectPathTests {
     /// A chunk whose pages cannot be read fails at its own turn, as in the seed, though its
     /// pages were looked at ahead: the chunk before it is delivered whole, the write is
     /// EFAULT, and nothing counts as held ahead.
-    @Test func unreadableLaterChunkFailsAtItsOwnTurn() throws {
-        let sys = try quietSystem()
+    @Test(arguments: [HoldStrategy.populate, .probe])
+    func unreadableLaterChunkFailsAtItsOwnTurn(_ hold: HoldStrategy) throws {
+        var config = PipeConfiguration()
+        config.hold = hold
+        let sys = try quietSystem(config)
         let (r, w) = try sys.pipe2()
         let chunk = 65536
         let region = mmap(nil, 2 * chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!

@@ -184,6 +184,20 @@ int pb_unpin_current_thread(void);
 int64_t pb_thread_cpu_ns(void);
 /// CLOCK_MONOTONIC, in nanoseconds.
 int64_t pb_monotonic_ns(void);
+/// Fault-guarded access (FaultGuard.c): the kernel's copyin fault handling in user space.
+/// 0 when the handler is installed and this thread has its alternate signal stack, else an errno.
+int pb_guard_install(void);
+/// Reads one byte of every page of [addr, addr + length): 0, or EFAULT when one faults
+/// (unmapped, PROT_NONE, past the end of a mapped file), caught instead of killing the process.
+int pb_guard_probe(const void *addr, size_t length);
+/// memcpy under the guard, a source page at a time: 0, or EFAULT when the source faults;
+/// *copied is what arrived (a whole number of source pieces) either way.
+int pb_guard_copy(void *dst, const void *src, size_t length, size_t *copied);
+/// Faults the guard has turned into EFAULT, all threads.
+uint64_t pb_guard_recovered_faults(void);
+/// In a child process: a fault outside every guarded range reaches the handler installed
+/// before the guard's. 42 when it did (see FaultGuard.c), another status when not.
+int pb_guard_check_chaining(void);
 /// CLOCK_REALTIME_COARSE (getnanotime's cheap clock).
 void pb_coarse_realtime(struct timespec *ts);
 /// The threads runnable on the machine now, the calling one included (the running count of

@@ -1,0 +1,207 @@
+// Fault-guarded probes and copies: the user-space form of the kernel's copyin/copyout fault
+// handling (pcb_onfault on FreeBSD's amd64, the exception tables on Linux). A guarded region
+// is armed with a recovery point (sigsetjmp) and an address range; a SIGSEGV or SIGBUS raised
+// inside it, at an address inside the range, returns through the recovery point as EFAULT
+// instead of killing the process. Any other fault goes to the handler that was installed
+// before ours (the Swift runtime's backtracer, the program's own, or the default action), so
+// nothing else in the process changes.
+//
+// Why this is safe:
+// - Between a recovery point and the instruction that can fault there are C frames only
+//   (pb_guard_probe and pb_guard_copy are leaf routines of this file); no Swift frame, no
+//   destructor and no unwind table is jumped over.
+// - No lock is held and nothing is allocated inside a guarded region, so the jump leaves no
+//   lock taken and no allocator state half-changed. The handler itself only reads this
+//   thread's guard frames and jumps.
+// - The handler runs on an alternate signal stack (SA_ONSTACK; one per thread that guards,
+//   made on its first guard), so a fault near the end of a thread's stack still reaches it.
+// - SA_NODEFER keeps the signal unblocked while the handler runs, so the jump back
+//   (siglongjmp without a saved mask: no system call) leaves the thread's mask as it was.
+// - A fault is ours only when this thread is inside a guarded region and the faulting
+//   address is inside that region's range: a bug elsewhere, in another thread or in the
+//   guard's own code, is still the crash it would have been.
+#define _GNU_SOURCE
+#include "CPipeSys.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct pb_guard_frame {
+    sigjmp_buf env;
+    uintptr_t lo, hi;
+    struct pb_guard_frame *outer;
+};
+
+// This thread's innermost guarded region (NULL outside any).
+static __thread struct pb_guard_frame *volatile guard_top;
+static __thread int guard_stack_ready;
+
+static struct sigaction previous_segv, previous_bus;
+static pthread_once_t install_once = PTHREAD_ONCE_INIT;
+static int install_error;
+static pthread_key_t stack_key;
+static uint64_t recovered_faults;
+
+enum { guard_stack_size = 64 * 1024 };
+
+static void chain(int sig, siginfo_t *info, void *context) {
+    struct sigaction *prev = sig == SIGBUS ? &previous_bus : &previous_segv;
+    if (prev->sa_flags & SA_SIGINFO) {
+        if (prev->sa_sigaction != NULL) { prev->sa_sigaction(sig, info, context); return; }
+    } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+        prev->sa_handler(sig);
+        return;
+    }
+    // The default action (an ignored SIGSEGV is not ignorable for a real fault either):
+    // restore it and return, so that the faulting instruction runs again and kills the
+    // process the way it would have without us.
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+}
+
+static void handler(int sig, siginfo_t *info, void *context) {
+    uintptr_t addr = (uintptr_t)info->si_addr;
+    for (struct pb_guard_frame *f = guard_top; f != NULL; f = f->outer) {
+        if (addr >= f->lo && addr < f->hi) {
+            guard_top = f->outer;
+            __atomic_fetch_add(&recovered_faults, 1, __ATOMIC_RELAXED);
+            siglongjmp(f->env, 1);
+        }
+    }
+    chain(sig, info, context);
+}
+
+static void free_stack(void *stack) {
+    stack_t off;
+    memset(&off, 0, sizeof off);
+    off.ss_flags = SS_DISABLE;
+    sigaltstack(&off, NULL);
+    munmap(stack, guard_stack_size);
+}
+
+static void install(void) {
+    if (pthread_key_create(&stack_key, free_stack) != 0) { install_error = EAGAIN; return; }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSEGV, &sa, &previous_segv) != 0 || sigaction(SIGBUS, &sa, &previous_bus) != 0) {
+        install_error = errno;
+    }
+}
+
+// The handler once per process, an alternate signal stack once per thread (unless it has one).
+static int ready(void) {
+    pthread_once(&install_once, install);
+    if (install_error) return install_error;
+    if (!guard_stack_ready) {
+        stack_t current;
+        if (sigaltstack(NULL, &current) == 0 && (current.ss_flags & SS_DISABLE)) {
+            void *stack = mmap(NULL, guard_stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (stack == MAP_FAILED) return ENOMEM;
+            stack_t mine = { .ss_sp = stack, .ss_size = guard_stack_size, .ss_flags = 0 };
+            if (sigaltstack(&mine, NULL) != 0) { munmap(stack, guard_stack_size); return errno; }
+            pthread_setspecific(stack_key, stack);
+        }
+        guard_stack_ready = 1;
+    }
+    return 0;
+}
+
+int pb_guard_install(void) { return ready(); }
+
+uint64_t pb_guard_recovered_faults(void) { return __atomic_load_n(&recovered_faults, __ATOMIC_RELAXED); }
+
+int pb_guard_probe(const void *addr, size_t length) {
+    if (length == 0) return 0;
+    int e = ready();
+    if (e) return e;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)addr & ~(uintptr_t)(page - 1);
+    uintptr_t end = (uintptr_t)addr + length;
+    struct pb_guard_frame frame;
+    frame.lo = start;
+    frame.hi = end;
+    frame.outer = guard_top;
+    if (sigsetjmp(frame.env, 0) != 0) return EFAULT;   // guard_top was popped by the handler
+    guard_top = &frame;
+    for (uintptr_t p = start; p < end; p += (uintptr_t)page) {
+        (void)*(const volatile char *)p;
+    }
+    guard_top = frame.outer;
+    return 0;
+}
+
+int pb_guard_copy(void *dst, const void *src, size_t length, size_t *copied) {
+    *copied = 0;
+    if (length == 0) return 0;
+    int e = ready();
+    if (e) return e;
+    long page = sysconf(_SC_PAGESIZE);
+    struct pb_guard_frame frame;
+    frame.lo = (uintptr_t)src;
+    frame.hi = (uintptr_t)src + length;
+    frame.outer = guard_top;
+    // `done` lives in memory the jump does not roll back: how far the copy got.
+    volatile size_t done = 0;
+    if (sigsetjmp(frame.env, 0) != 0) {
+        *copied = done;
+        return EFAULT;
+    }
+    guard_top = &frame;
+    while (done < length) {
+        // Up to the next page boundary of the source: a fault loses at most that piece.
+        uintptr_t at = (uintptr_t)src + done;
+        size_t piece = (size_t)page - (at & (uintptr_t)(page - 1));
+        if (piece > length - done) piece = length - done;
+        memcpy((char *)dst + done, (const char *)at, piece);
+        done += piece;
+    }
+    guard_top = frame.outer;
+    *copied = done;
+    return 0;
+}
+
+// A fault that is not ours reaches the handler installed before ours. In a child process
+// (single-threaded after fork, its guard state reset, so the order of installation is this
+// check's): install a SIGSEGV handler that exits with 40 + the stage it was reached in, arm
+// the guard (installing ours over it), fault inside a guarded range (stage 1: ours must catch
+// it), then outside any (stage 2: theirs). The child's exit status: 42 when both went right.
+static volatile sig_atomic_t check_stage;
+static void theirs(int sig) { (void)sig; _exit(40 + check_stage); }
+
+int pb_guard_check_chaining(void) {
+    pid_t pid = fork();
+    if (pid < 0) return -errno;
+    if (pid == 0) {
+        install_once = (pthread_once_t)PTHREAD_ONCE_INIT;
+        install_error = 0;
+        guard_top = NULL;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = theirs;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, NULL);
+        char *hole = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (hole == MAP_FAILED) _exit(2);
+        check_stage = 1;
+        if (pb_guard_probe(hole, 1) != EFAULT) _exit(3);
+        check_stage = 2;
+        (void)*(volatile char *)hole;
+        _exit(4);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) < 0) return -errno;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
