@@ -21,7 +21,8 @@ public enum HoldStrategy: String, Sendable, CaseIterable, CustomStringConvertibl
     /// Read one byte of every page under a fault guard (`pb_guard_probe`: a recovery point
     /// and a SIGSEGV/SIGBUS handler, as the kernel's `copyin` has `pcb_onfault`): an unmapped
     /// or `PROT_NONE` page fails the write with EFAULT, as `populate` does, without a system
-    /// call. Not pinned, as `populate` is not.
+    /// call. Not pinned, as `populate` is not. The default: as fast as `none`, with the
+    /// contract of `populate` (FidelityAndDifferences, TunablesAndCounters).
     case probe
     public var description: String { rawValue }
 }
@@ -82,7 +83,7 @@ public struct PipeConfiguration: Sendable, Hashable {
         smallPipeSize = DEFAULT_SMALL_PIPE_SIZE
         pipeMindirect = PIPE_MINDIRECT
         piperesizeallowed = true
-        hold = .populate
+        hold = .probe
         wait = .spin
         copy = .cached
         maxDescriptors = 1 << 20

@@ -193,6 +193,9 @@ int pb_guard_probe(const void *addr, size_t length);
 /// memcpy under the guard, a source page at a time: 0, or EFAULT when the source faults;
 /// *copied is what arrived (a whole number of source pieces) either way.
 int pb_guard_copy(void *dst, const void *src, size_t length, size_t *copied);
+/// 1 when the guard catches faults; 0 in a thread-sanitizer build, where probe and copy read
+/// through process_vm_readv instead (same results, a system call each).
+int pb_guard_catches_faults(void);
 /// Faults the guard has turned into EFAULT, all threads.
 uint64_t pb_guard_recovered_faults(void);
 /// In a child process: a fault outside every guarded range reaches the handler installed
