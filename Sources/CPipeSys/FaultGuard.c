@@ -135,6 +135,17 @@ static int ready(void) {
 
 int pb_guard_install(void) { return ready(); }
 
+// The page size, asked of the C library once: the probe runs once a direct-write chunk.
+static long page_size(void) {
+    static long cached;
+    long p = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (p == 0) {
+        p = sysconf(_SC_PAGESIZE);
+        __atomic_store_n(&cached, p, __ATOMIC_RELAXED);
+    }
+    return p;
+}
+
 int pb_guard_catches_faults(void) {
 #ifdef PB_GUARD_UNDER_TSAN
     return 0;
@@ -152,7 +163,7 @@ int pb_guard_probe(const void *addr, size_t length) {
 #endif
     int e = ready();
     if (e) return e;
-    long page = sysconf(_SC_PAGESIZE);
+    long page = page_size();
     uintptr_t start = (uintptr_t)addr & ~(uintptr_t)(page - 1);
     uintptr_t end = (uintptr_t)addr + length;
     struct pb_guard_frame frame;
@@ -182,7 +193,7 @@ int pb_guard_copy(void *dst, const void *src, size_t length, size_t *copied) {
 #endif
     int e = ready();
     if (e) return e;
-    long page = sysconf(_SC_PAGESIZE);
+    long page = page_size();
     struct pb_guard_frame frame;
     frame.lo = (uintptr_t)src;
     frame.hi = (uintptr_t)src + length;

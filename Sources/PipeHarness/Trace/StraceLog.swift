@@ -88,8 +88,9 @@ public enum StraceLog {
             parsed.executables.append(path)
         }
         // Per process and end of each pipe, in start order: gaps, then runs.
-        var streams: [String: [RawCall]] = [:]
-        for c in raw where ids[c.inode] != nil { streams["\(c.inode) \(c.pid) \(c.end.rawValue)", default: []].append(c) }
+        struct Stream: Hashable { var inode: UInt64; var pid: Int32; var end: PipeTrace.End }
+        var streams: [Stream: [RawCall]] = [:]
+        for c in raw where ids[c.inode] != nil { streams[Stream(inode: c.inode, pid: c.pid, end: c.end), default: []].append(c) }
         var calls: [PipeTrace.Call] = []
         for (_, stream) in streams {
             var lastEnd: Int64?
@@ -241,8 +242,10 @@ public enum StraceLog {
     }
 
     private static func trimmed(_ s: Substring) -> Substring {
-        s.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed().isEmpty
-            ? s[s.endIndex...] : s[s.firstIndex { $0 != " " }!...s.lastIndex { $0 != " " }!]
+        guard let first = s.firstIndex(where: { $0 != " " }), let last = s.lastIndex(where: { $0 != " " }) else {
+            return s[s.endIndex...]
+        }
+        return s[first...last]
     }
 
     /// The inodes of the pipes named in `text` (`3<pipe:[46835]>`, or the array of pipe2).

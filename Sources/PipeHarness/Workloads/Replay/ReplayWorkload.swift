@@ -182,24 +182,23 @@ public enum ReplayWorkload {
         let shared = Unchecked(channels)
         let check = checked
         let wl = writersLeft, rl = readersLeft
+        // A thread leaving its end: the last one out closes it.
+        let leave: @Sendable (ReplayThreadPlan) -> Void = { t in
+            if t.end == .write {
+                if wl[t.pipe].addAndFetch(-1) == 0 { shared.value[t.pipe].closeWriteEnd() }
+            } else if rl[t.pipe].addAndFetch(-1) == 0 { shared.value[t.pipe].closeReadEnd() }
+        }
         var threads: [WorkerThread<ThreadReport>] = []
         for (i, t) in plan.enumerated() {
-            let leave: @Sendable () -> Void = {
-                if t.end == .write {
-                    if wl[t.pipe].addAndFetch(-1) == 0 { shared.value[t.pipe].closeWriteEnd() }
-                } else if rl[t.pipe].addAndFetch(-1) == 0 { shared.value[t.pipe].closeReadEnd() }
-            }
             do {
                 threads.append(try WorkerThread<ThreadReport>.start {
-                    defer { leave() }
+                    defer { leave(t) }
                     return try replay(t, config, shared.value[t.pipe], checked: check[t.pipe], barrier)
                 })
             } catch {
                 for later in plan[i...] {
                     barrier.arrive(failed: true)
-                    if later.end == .write {
-                        if wl[later.pipe].addAndFetch(-1) == 0 { channels[later.pipe].closeWriteEnd() }
-                    } else if rl[later.pipe].addAndFetch(-1) == 0 { channels[later.pipe].closeReadEnd() }
+                    leave(later)
                 }
                 for x in threads { _ = try? x.join() }
                 throw error
