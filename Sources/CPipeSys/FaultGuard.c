@@ -24,7 +24,8 @@
 // Under the thread sanitizer the guard is not used: its runtime takes SIGSEGV itself and the
 // process dies on the first guarded fault. There pb_guard_probe and pb_guard_copy read through
 // process_vm_readv instead (a system call, no signal): the same results, EFAULT and the bytes
-// copied, so the engine's suites run under TSan with the same contract.
+// copied, so the engine's suites run under TSan with the same contract. The same system call
+// serves a thread whose guard cannot be made ready (no memory for its alternate stack).
 #define _GNU_SOURCE
 #include "CPipeSys.h"
 
@@ -156,13 +157,22 @@ int pb_guard_catches_faults(void) {
 
 uint64_t pb_guard_recovered_faults(void) { return __atomic_load_n(&recovered_faults, __ATOMIC_RELAXED); }
 
+// The guard's results by system call (process_vm_readv, no signal): the thread-sanitizer
+// build's probe and copy, and the fallback of a thread whose guard is not ready.
+static int copy_by_syscall(void *dst, const void *src, size_t length, size_t *copied) {
+    struct iovec local = { .iov_base = dst, .iov_len = length };
+    struct iovec remote = { .iov_base = (void *)src, .iov_len = length };
+    ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    *copied = got > 0 ? (size_t)got : 0;
+    return *copied == length ? 0 : EFAULT;
+}
+
 int pb_guard_probe(const void *addr, size_t length) {
     if (length == 0) return 0;
 #ifdef PB_GUARD_UNDER_TSAN
     return pb_probe_readable(addr, length);
 #endif
-    int e = ready();
-    if (e) return e;
+    if (ready() != 0) return pb_probe_readable(addr, length);
     long page = page_size();
     uintptr_t start = (uintptr_t)addr & ~(uintptr_t)(page - 1);
     uintptr_t end = (uintptr_t)addr + length;
@@ -183,38 +193,69 @@ int pb_guard_copy(void *dst, const void *src, size_t length, size_t *copied) {
     *copied = 0;
     if (length == 0) return 0;
 #ifdef PB_GUARD_UNDER_TSAN
-    {
-        struct iovec local = { .iov_base = dst, .iov_len = length };
-        struct iovec remote = { .iov_base = (void *)src, .iov_len = length };
-        ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
-        *copied = got > 0 ? (size_t)got : 0;
-        return *copied == length ? 0 : EFAULT;
-    }
+    return copy_by_syscall(dst, src, length, copied);
 #endif
-    int e = ready();
-    if (e) return e;
-    long page = page_size();
+    if (ready() != 0) return copy_by_syscall(dst, src, length, copied);
+    // One memcpy, the fast path: the copy of a readable source is one call, whatever its
+    // length. memcpy may move a range in any order (glibc loads a copy's tail before its
+    // middle), so a fault in it says nothing about what arrived: then the copy runs again a
+    // source page at a time, each page under the guard, and the first page that faults
+    // ends it. The bytes before that page are exactly what `copied` reports.
     struct pb_guard_frame frame;
     frame.lo = (uintptr_t)src;
     frame.hi = (uintptr_t)src + length;
     frame.outer = guard_top;
-    // `done` lives in memory the jump does not roll back: how far the copy got.
+    if (sigsetjmp(frame.env, 0) == 0) {
+        guard_top = &frame;
+        memcpy(dst, src, length);
+        guard_top = frame.outer;
+        *copied = length;
+        return 0;
+    }
+    long page = page_size();
+    // `done` lives in memory the jump does not roll back: how far the second copy got.
     volatile size_t done = 0;
+    frame.outer = guard_top;                            // popped by the handler
     if (sigsetjmp(frame.env, 0) != 0) {
         *copied = done;
         return EFAULT;
     }
     guard_top = &frame;
     while (done < length) {
-        // Up to the next page boundary of the source: a fault loses at most that piece.
         uintptr_t at = (uintptr_t)src + done;
         size_t piece = (size_t)page - (at & (uintptr_t)(page - 1));
         if (piece > length - done) piece = length - done;
         memcpy((char *)dst + done, (const char *)at, piece);
         done += piece;
     }
+    // Readable the second time (mapped again meanwhile): all of it arrived.
     guard_top = frame.outer;
     *copied = done;
+    return 0;
+}
+
+int pb_guard_depth(void) {
+    int depth = 0;
+    for (struct pb_guard_frame *f = guard_top; f != NULL; f = f->outer) depth++;
+    return depth;
+}
+
+int pb_guard_nested_copy(void *dst, const void *src, size_t length, int *inner_error) {
+#ifdef PB_GUARD_UNDER_TSAN
+    (void)dst; (void)src; (void)length; (void)inner_error;
+    return -ENOTSUP;
+#endif
+    int e = ready();
+    if (e) return -e;
+    struct pb_guard_frame frame;
+    frame.lo = (uintptr_t)dst;
+    frame.hi = (uintptr_t)dst + length;
+    frame.outer = guard_top;
+    if (sigsetjmp(frame.env, 0) != 0) return EFAULT;   // the walk passed the inner frame
+    guard_top = &frame;
+    size_t copied;
+    *inner_error = pb_guard_copy(dst, src, length, &copied);
+    guard_top = frame.outer;
     return 0;
 }
 

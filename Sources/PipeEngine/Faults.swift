@@ -13,6 +13,14 @@ public enum FaultPoint: Int, Sendable, CaseIterable, CustomStringConvertible {
     /// `mlock` is refused (no privilege, RLIMIT_MEMLOCK): the populate hold is used instead
     /// and `engine.hold_fallbacks` counts it.
     case pageLock
+    /// Not a failure but a pause: while a schedule is set, the reader's copy from the writer's
+    /// held pages (`uiomove_fromphys`, two pages or more) stops at a page boundary halfway and
+    /// asks the schedule, with no engine lock held, before copying the rest. A schedule that
+    /// blocks there parks the reader inside the chunk: the window in which another thread of
+    /// the writer can unmap or protect the memory being copied (the case the kernel's wired
+    /// pages cover and the guarded copy answers: the reader keeps what arrived, the write is
+    /// EFAULT). What the schedule returns is only counted.
+    case directCopy
 
     public var description: String {
         switch self {
@@ -20,12 +28,14 @@ public enum FaultPoint: Int, Sendable, CaseIterable, CustomStringConvertible {
         case .arenaProtect: "arena-protect"
         case .pageHold: "page-hold"
         case .pageLock: "page-lock"
+        case .directCopy: "direct-copy"
         }
     }
 }
 
 /// When to fail: asked at every pass through a fault point with the point, the pass's index
-/// at that point (from 0) and the bytes involved.
+/// at that point (from 0) and the bytes involved; asked outside the injector's own lock, so
+/// it may block (see `FaultPoint.directCopy`).
 public struct FaultSchedule: Sendable {
     public let decide: @Sendable (FaultPoint, Int, Int) -> Bool
 
@@ -70,17 +80,25 @@ final class FaultInjector: @unchecked Sendable {
         enabled.store(schedule == nil ? 0 : 1)
     }
 
+    /// Whether a schedule is set (one relaxed load).
+    @inline(__always)
+    var isEnabled: Bool { enabled.load() != 0 }
+
     /// Whether this pass through `point` should fail.
     @inline(__always)
     func shouldFail(_ point: FaultPoint, bytes: Int) -> Bool {
         if enabled.load() == 0 { return false }
         lock.lock()
-        defer { lock.unlock() }
-        guard let schedule else { return false }
+        guard let schedule else { lock.unlock(); return false }
         let i = passes[point.rawValue]
         passes[point.rawValue] += 1
+        lock.unlock()
         let fail = schedule.decide(point, i, bytes)
-        if fail { injected[point.rawValue] += 1 }
+        if fail {
+            lock.lock()
+            injected[point.rawValue] += 1
+            lock.unlock()
+        }
         return fail
     }
 

@@ -54,6 +54,7 @@ struct PipeMapping {
     var npages = 0              // number of pages held
     var pages: UnsafeRawPointer? = nil
     var locked = false          // the held range is also mlock()ed
+    var faulted = false         // the reader's copy faulted: the writer's memory went away
 }
 
 /// `struct pipe`: one direction of a pipe; it holds the data read through its own descriptor.

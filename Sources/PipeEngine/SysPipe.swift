@@ -129,6 +129,32 @@ final class PipeKernel: @unchecked Sendable {
         return error
     }
 
+    /// `PIPE_UNLOCK(cpipe); error = uiomove_fromphys(ms, pos, n, uio); PIPE_LOCK(cpipe)`, the
+    /// reader's guarded copy from the writer's held pages, the mutex kept for a small copy as
+    /// in `uiomove_unlocked`. While fault injection is on, a copy of two pages or more passes
+    /// the `directCopy` point at a page boundary halfway, with no lock held.
+    func uiomove_fromphys_unlocked(_ cpipe: Pipe, _ pages: UnsafeRawPointer, _ pos: Int, _ n: Int,
+                                   _ uio: inout UIO, _ sourceFaulted: inout Bool) -> Errno? {
+        if n <= PipeKernel.copyUnderMutexMax {
+            return uiomove_fromphys(pages, pos, n, &uio, sourceFaulted: &sourceFaulted)
+        }
+        cpipe.PIPE_UNLOCK()
+        var error: Errno?
+        if faults.isEnabled && n >= 2 * PAGE_SIZE {
+            let start = Int(bitPattern: pages) + pos
+            let first = trunc_page(start + n / 2) - start
+            error = uiomove_fromphys(pages, pos, first, &uio, sourceFaulted: &sourceFaulted)
+            if error == nil && !sourceFaulted {
+                _ = faults.shouldFail(.directCopy, bytes: first)
+                error = uiomove_fromphys(pages, pos + first, n - first, &uio, sourceFaulted: &sourceFaulted)
+            }
+        } else {
+            error = uiomove_fromphys(pages, pos, n, &uio, sourceFaulted: &sourceFaulted)
+        }
+        cpipe.PIPE_LOCK()
+        return error
+    }
+
     /// `ppsratecheck(&lastfail, &curfail, 1)` + `printf`.
     private func ratelimitedMessage(_ text: String) {
         let now = pb_monotonic_ns()
@@ -387,13 +413,21 @@ final class PipeKernel: @unchecked Sendable {
                         // Direct copy, bypassing a kernel buffer.
                         size = rpipe.pipe_pages.cnt
                         if size > uio.uio_resid { size = uio.uio_resid }
-                        error = uiomove_unlocked(   // uiomove_fromphys(ms, pos, size, uio)
-                            rpipe, UnsafeMutableRawPointer(mutating: rpipe.pipe_pages.pages!) +
-                                rpipe.pipe_pages.pos, size, &uio)
+                        let resid = uio.uio_resid
+                        var sourceFaulted = false
+                        error = uiomove_fromphys_unlocked(rpipe, rpipe.pipe_pages.pages!,
+                                                          rpipe.pipe_pages.pos, size, &uio, &sourceFaulted)
                         if error != nil { break }
+                        size = resid - uio.uio_resid   // all of it, unless the source faulted
                         nread += size
                         rpipe.pipe_pages.pos += size
                         rpipe.pipe_pages.cnt -= size
+                        if sourceFaulted {
+                            // Beyond the seed: the writer's memory went away under the copy.
+                            // The reader keeps what arrived; the writer's write is EFAULT.
+                            rpipe.pipe_pages.cnt = 0
+                            rpipe.pipe_pages.faulted = true
+                        }
                         if rpipe.pipe_pages.cnt == 0 {
                             rpipe.pipe_state.remove(.WANTW)
                             wakeup(rpipe)
@@ -533,11 +567,15 @@ final class PipeKernel: @unchecked Sendable {
         wpipe.pipe_pages.npages = 0
         wpipe.pipe_pages.pages = nil
         wpipe.pipe_pages.locked = false
+        wpipe.pipe_pages.faulted = false
     }
 
     /// `pipe_clone_write_buffer`: on a signal, copy the unread rest of the held chunk into the
-    /// pipe buffer so the writer may return. Called with the pipe mutex held.
-    func pipe_clone_write_buffer(_ wpipe: Pipe) {
+    /// pipe buffer so the writer may return. Called with the pipe mutex held. The copy is
+    /// guarded as the reader's is; false when the writer's memory went away under it (the
+    /// buffer then holds what arrived).
+    @discardableResult
+    func pipe_clone_write_buffer(_ wpipe: Pipe) -> Bool {
         precondition(wpipe.pipe_state.contains(.DIRECTW), "PIPE_DIRECTW not set")
         let size = wpipe.pipe_pages.cnt
         let pos = wpipe.pipe_pages.pos
@@ -549,15 +587,22 @@ final class PipeKernel: @unchecked Sendable {
 
         wpipe.PIPE_UNLOCK()
         var iov = iovec(iov_base: wpipe.pipe_buffer.buffer, iov_len: size)
-        withUnsafeMutablePointer(to: &iov) { iovp in
+        var sourceFaulted = false
+        let cloned = withUnsafeMutablePointer(to: &iov) { iovp in
             var uio = UIO(uio_iov: iovp, uio_iovcnt: 1, uio_resid: size,
                           uio_segflg: .UIO_SYSSPACE, uio_rw: .UIO_READ)
-            _ = uiomove_fromphys(wpipe.pipe_pages.pages!, pos, size, &uio)
+            _ = uiomove_fromphys(wpipe.pipe_pages.pages!, pos, size, &uio, sourceFaulted: &sourceFaulted)
+            return size - uio.uio_resid
         }
         wpipe.PIPE_LOCK()
+        if sourceFaulted {
+            wpipe.pipe_buffer.in = cloned
+            wpipe.pipe_buffer.cnt = cloned
+        }
         cloneWrites.add(1)
         PipeEvent.clone.count()
         pipe_destroy_write_buffer(wpipe)
+        return !sourceFaulted
     }
 
     /// `pipe_direct_write`: wait for the buffer to drain and for any other direct writer, hold
@@ -617,7 +662,12 @@ final class PipeKernel: @unchecked Sendable {
                 if error != nil { break }
             }
 
-            if wpipe.pipe_state.contains(.EOF) {
+            if wpipe.pipe_pages.faulted {
+                // (Beyond the seed: the reader's copy faulted, the writer's memory having gone
+                // away under it; the reader kept what arrived.)
+                pipe_destroy_write_buffer(wpipe)
+                error = .badAddress
+            } else if wpipe.pipe_state.contains(.EOF) {
                 wpipe.pipe_pages.cnt = 0
                 pipe_destroy_write_buffer(wpipe)
                 pipeselwakeup(wpipe)
@@ -627,7 +677,7 @@ final class PipeKernel: @unchecked Sendable {
                 // 0 bytes would reset a buffer that a buffered writer filled meanwhile, so an
                 // empty hold is destroyed instead: the one place this model departs from the
                 // seed's order, to keep "no byte lost".)
-                pipe_clone_write_buffer(wpipe)
+                if !pipe_clone_write_buffer(wpipe) { error = .badAddress }
             } else {
                 pipe_destroy_write_buffer(wpipe)
             }

@@ -6,8 +6,9 @@ import Glibc
 /// How a direct write holds the writer's pages while the reader copies from them
 /// (`vm_fault_quick_hold_pages` in the kernel).
 public enum HoldStrategy: String, Sendable, CaseIterable, CustomStringConvertible {
-    /// Trust the range: no system call. An invalid range is not detected (the reader would
-    /// fault); for measuring what holding costs, not for untrusted callers.
+    /// Trust the range: no system call, no check. An invalid range is found only by the
+    /// reader's guarded copy: the write is EFAULT after the reader was woken for the chunk,
+    /// where the seed fails before; for measuring what holding costs.
     case none
     /// `madvise(MADV_POPULATE_READ)`: faults every page in and fails on a range that is not
     /// readable (EFAULT), without pinning. One system call per direct write.

@@ -1,3 +1,4 @@
+import CPipeSys
 import CMallocCounter
 import Foundation
 import Glibc
@@ -117,6 +118,33 @@ struct DirectPathTests {
         #expect(n == 40_000 && got == pattern(0..<40_000))
     }
 
+    /// `hold = none` checks nothing: a `PROT_NONE` source is published, and the reader's
+    /// guarded copy finds it. The write is EFAULT, the reader gets nothing from it and sleeps
+    /// on, and the next write reaches it.
+    @Test func withoutAHoldTheReadersCopyFindsABadSource() throws {
+        var config = PipeConfiguration()
+        config.hold = .none
+        let sys = try quietSystem(config)
+        let (r, w) = try sys.pipe2()
+        let length = 65536
+        let region = mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+        try #require(region != MAP_FAILED)
+        defer { munmap(region, length) }
+        let address = Int(bitPattern: region)
+        let failure = Locked<Errno?>(nil)
+        let writer = TestThread {
+            do { _ = try sys.write(w, UnsafeRawPointer(bitPattern: address)!, length) } catch {
+                failure.withLock { $0 = error as? Errno }
+            }
+            _ = try! sys.write(w, [1, 2, 3])
+        }
+        #expect(try sys.read(r, count: 100) == [1, 2, 3])
+        #expect(writer.join())
+        #expect(failure.get == .badAddress)
+        #expect(try sys.sysctl("engine.direct_writes") == 1)
+        #expect(sys.heldPages == 0)
+    }
+
     /// A direct write of many chunks validates each next chunk's pages while the reader
     /// copies the one before (`hold_ahead_before_sleep` in PageHolds.swift): all chunks but
     /// the first are held ahead; with `hold = none` there is nothing to validate.
@@ -200,6 +228,62 @@ struct DirectPathTests {
         #expect(try sys.sysctl("engine.holds_ahead") == 0)
         #expect(try sys.bytesReadable(r) == 0)
         #expect(sys.heldPages == 0)
+    }
+
+    /// Another thread of the writer unmaps the memory being written while the reader is
+    /// inside the chunk (parked at the `directCopy` point, halfway): the reader's guarded copy
+    /// stops there, its read returns the half that arrived, the write is EFAULT, neither
+    /// thread crashes, and the pipe goes on. Whatever the hold: none keeps the pages mapped.
+    @Test(arguments: HoldStrategy.allCases)
+    func writerMemoryUnmappedUnderTheReadersCopy(_ hold: HoldStrategy) throws {
+        var config = PipeConfiguration()
+        config.hold = hold
+        let sys = try quietSystem(config)
+        let (r, w) = try sys.pipe2()
+        let chunk = 65536
+        let region = mmap(nil, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+        try #require(region != MAP_FAILED)
+        let bytes = region.bindMemory(to: UInt8.self, capacity: chunk)
+        for i in 0..<chunk { bytes[i] = patternByte(i, seed: 17) }
+        let address = Int(bitPattern: region)
+        let recoveredBefore = pb_guard_recovered_faults()
+
+        let parked = DispatchSemaphore(value: 0), unmapped = DispatchSemaphore(value: 0)
+        sys.injectFaults(FaultSchedule { point, i, _ in
+            guard point == .directCopy && i == 0 else { return false }
+            parked.signal()
+            unmapped.wait()
+            return true
+        })
+        let unmapper = TestThread {
+            parked.wait()
+            munmap(UnsafeMutableRawPointer(bitPattern: address), chunk)
+            unmapped.signal()
+        }
+        let failure = Locked<Errno?>(nil)
+        let writer = TestThread {
+            do {
+                _ = try sys.write(w, UnsafeRawPointer(bitPattern: address)!, chunk)
+            } catch {
+                failure.withLock { $0 = error as? Errno }
+            }
+        }
+        var got = [UInt8](repeating: 0, count: chunk)
+        let n = try got.withUnsafeMutableBytes { try sys.read(r, $0.baseAddress, chunk) }
+        #expect(unmapper.join())
+        #expect(writer.join())
+        sys.injectFaults(nil)
+
+        #expect(n == chunk / 2)
+        #expect(Array(got[0..<n]) == pattern(0..<(chunk / 2), seed: 17))
+        #expect(failure.get == .badAddress)
+        #expect(sys.injectedFaults(at: .directCopy) == 1)
+        #expect(try sys.sysctl("engine.direct_writes") == 1)
+        #expect(try sys.bytesReadable(r) == 0)
+        #expect(sys.heldPages == 0)
+        if pb_guard_catches_faults() == 1 { #expect(pb_guard_recovered_faults() > recoveredBefore) }
+        let (after, written) = try transfer(sys, r, w, pattern(0..<100_000, seed: 3), readSize: 65536)
+        #expect(written == 100_000 && after == pattern(0..<100_000, seed: 3))
     }
 
     /// The engine never writes the writer's memory: a read-only source works.

@@ -47,6 +47,33 @@ import Glibc
         #expect(copied == 2 * page)
     }
 
+    /// Nested guards: a guarded copy (over its source) inside an outer guarded region (over its
+    /// destination). A source fault is the inner region's and the outer goes on; a destination
+    /// fault is the outer's, found past the inner frame; no frame is left behind either way.
+    @Test func nestedGuardsEachCatchTheirOwn() throws {
+        try #require(pb_guard_catches_faults() == 1, "a thread-sanitizer build reads by system call")
+        let r = try region()
+        defer { munmap(r, 3 * page) }
+        var out = [UInt8](repeating: 0, count: 3 * page)
+        var inner: Int32 = -1
+        let sourceFault = out.withUnsafeMutableBytes { pb_guard_nested_copy($0.baseAddress!, r, 3 * page, &inner) }
+        #expect(sourceFault == 0 && inner == EFAULT)
+        #expect(out[0..<(2 * page)].allSatisfy { $0 == 0x5a })
+        #expect(pb_guard_depth() == 0)
+
+        let source = [UInt8](repeating: 7, count: 2 * page)
+        inner = -1
+        let destinationFault = source.withUnsafeBytes { pb_guard_nested_copy(r + page, $0.baseAddress!, 2 * page, &inner) }
+        #expect(destinationFault == EFAULT && inner == -1)   // the inner copy never returned
+        #expect(pb_guard_depth() == 0)
+
+        inner = -1
+        let clean = out.withUnsafeMutableBytes { pb_guard_nested_copy($0.baseAddress!, r, 2 * page, &inner) }
+        #expect(clean == 0 && inner == 0)
+        #expect(pb_guard_depth() == 0)
+        #expect(pb_guard_probe(r + 2 * page, 1) == EFAULT)    // the guard still works
+    }
+
     /// Many threads fault in their guarded ranges at once: each gets its own EFAULT.
     @Test func manyThreadsFaultingAtOnceEachRecover() throws {
         let r = try region()
@@ -62,7 +89,7 @@ import Glibc
             for i in 0..<rounds {
                 let target = UnsafeRawPointer(bitPattern: i % 2 == 0 ? bad : good)!
                 let e = pb_guard_probe(target, page)
-                if e != (i % 2 == 0 ? EFAULT : 0) { f[t] += 1 }
+                if e != (i % 2 == 0 ? EFAULT : 0) || pb_guard_depth() != 0 { f[t] += 1 }
             }
         }
         #expect((0..<threads).allSatisfy { failures[$0] == 0 })

@@ -96,6 +96,40 @@ struct InterruptionTests {
         #expect(head + rest == Array(data[0..<65536]))
     }
 
+    /// An interrupted direct write whose memory another thread unmapped while it slept: the
+    /// clone (a guarded copy, as the reader's) keeps what it could read, up to the first
+    /// unmapped page, and the write is EFAULT; the reader gets exactly those bytes, once.
+    @Test func cloneOfUnmappedMemoryKeepsWhatArrived() throws {
+        let sys = try quietSystem()
+        let (r, w) = try sys.pipe2()
+        let chunk = 65536, page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let region = mmap(nil, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+        try #require(region != MAP_FAILED)
+        let bytes = region.bindMemory(to: UInt8.self, capacity: chunk)
+        for i in 0..<chunk { bytes[i] = patternByte(i, seed: 23) }
+        defer { munmap(region, 4 * page) }
+        let address = Int(bitPattern: region)
+        let failure = Locked<Errno?>(nil)
+        let writer = TestThread {
+            do { _ = try sys.write(w, UnsafeRawPointer(bitPattern: address)!, chunk) } catch {
+                failure.withLock { $0 = error as? Errno }
+            }
+        }
+        while try sys.bytesReadable(r) == 0 { usleep(200) }
+        let head = try sys.read(r, count: 5000)
+        try #require(waitForSleeper(#require(sys.pipeForTesting(r)), .WANTW))
+        munmap(region + 4 * page, chunk - 4 * page)          // as another thread of the writer
+        writer.engineThread!.interrupt()
+        #expect(writer.join())
+        #expect(failure.get == .badAddress)
+        #expect(try sys.sysctl("engine.clone_writes") == 1)
+        #expect(try sys.bytesReadable(r) == 4 * page - 5000)
+        let rest = try sys.readExactly(r, 4 * page - 5000)
+        #expect(head + rest == pattern(0..<(4 * page), seed: 23))
+        #expect(try sys.bytesReadable(r) == 0)
+        #expect(sys.heldPages == 0)
+    }
+
     /// Thousands of randomly timed interruptions of large blocking writes (direct and
     /// buffered), restarting and not: every byte arrives exactly once, in order. The writer
     /// goes on until it has sent 48 MiB *and* a thousand interruptions were sent, so a fast

@@ -190,14 +190,21 @@ int pb_guard_install(void);
 /// Reads one byte of every page of [addr, addr + length): 0, or EFAULT when one faults
 /// (unmapped, PROT_NONE, past the end of a mapped file), caught instead of killing the process.
 int pb_guard_probe(const void *addr, size_t length);
-/// memcpy under the guard, a source page at a time: 0, or EFAULT when the source faults;
-/// *copied is what arrived (a whole number of source pieces) either way.
+/// memcpy under the guard: 0, or EFAULT when the source faults; *copied is what arrived
+/// either way (after a fault, the source up to the first page that cannot be read).
 int pb_guard_copy(void *dst, const void *src, size_t length, size_t *copied);
 /// 1 when the guard catches faults; 0 in a thread-sanitizer build, where probe and copy read
 /// through process_vm_readv instead (same results, a system call each).
 int pb_guard_catches_faults(void);
 /// Faults the guard has turned into EFAULT, all threads.
 uint64_t pb_guard_recovered_faults(void);
+/// This thread's guarded regions now (0 outside any): a recovery leaves none behind.
+int pb_guard_depth(void);
+/// Nested guards: a guarded copy (the inner region, over the source) inside an outer guarded
+/// region over the destination. A source fault is the inner's (*inner_error = EFAULT, 0
+/// returned); a destination fault is the outer's, reached past the inner frame (EFAULT
+/// returned). -ENOTSUP in a thread-sanitizer build.
+int pb_guard_nested_copy(void *dst, const void *src, size_t length, int *inner_error);
 /// In a child process: a fault outside every guarded range reaches the handler installed
 /// before the guard's. 42 when it did (see FaultGuard.c), another status when not.
 int pb_guard_check_chaining(void);
